@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Prepare this machine for the tests and the demo; safe to run again:
+# a Docker engine with Compose v2, the Python venv (.venv), the images, and the
+# link that lets playbooks run from this clone find mlops.mlflow.*.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+mkdir -p .cache
+
+bash scripts/engine.sh
+
+# The venv is rebuilt only when the requirement files change.
+stamp=$(cat requirements-dev.txt requirements-dev.lock | sha256sum | cut -c1-16)
+if [ "$(cat .venv/.stamp 2>/dev/null)" != "$stamp" ]; then
+  echo "setup: installing the Python toolchain into .venv"
+  python3 -m venv .venv
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -r requirements-dev.txt -c requirements-dev.lock
+  echo "$stamp" > .venv/.stamp
+fi
+
+# Ansible looks for collections beside the playbook it runs, so site.yml at the
+# root finds this checkout as mlops.mlflow through collections/ (git-ignored).
+mkdir -p collections/ansible_collections/mlops
+ln -sfn ../../.. collections/ansible_collections/mlops/mlflow
+
+bash scripts/images.sh "$@"
