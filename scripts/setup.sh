@@ -9,6 +9,11 @@ mkdir -p .cache
 
 bash scripts/engine.sh
 
+# ansible-test sanity runs shellcheck on the scripts.
+if ! command -v shellcheck >/dev/null; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck >/dev/null
+fi
+
 # The venv is rebuilt only when the requirement files change.
 stamp=$(cat requirements-dev.txt requirements-dev.lock | sha256sum | cut -c1-16)
 if [ "$(cat .venv/.stamp 2>/dev/null)" != "$stamp" ]; then

@@ -1,0 +1,22 @@
+"""Stand-in for the pip bootstrap script that ansible-test downloads (get-pip) from
+a host this machine cannot reach. ansible-test runs it in an empty venv with pip
+install options and the pinned packages; they are installed here with the pip
+wheel that Python's own ensurepip carries."""
+
+import ensurepip
+import glob
+import os
+import sys
+import tempfile
+import zipfile
+
+options = [arg for arg in sys.argv[1:] if arg not in ("--no-setuptools", "--no-wheel")]
+wheel = glob.glob(os.path.join(os.path.dirname(ensurepip.__file__), "_bundled", "pip-*.whl"))[0]
+unpacked = tempfile.mkdtemp(prefix="pip-bootstrap-")
+with zipfile.ZipFile(wheel) as archive:
+    archive.extractall(unpacked)
+sys.path.insert(0, unpacked)
+
+from pip._internal.cli.main import main  # noqa: E402  (importable only after the path insert)
+
+sys.exit(main(["install", *options]))

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# The one test command: set up this machine (scripts/setup.sh), then run every
+# check and end with a summary. Exits non-zero when any check fails.
+#   scripts/test.sh                  everything
+#   scripts/test.sh lint unit        only some stages: lint sanity unit functional molecule
+#   MOLECULE_SCENARIOS="server" scripts/test.sh molecule
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+bash scripts/setup.sh || { echo "summary: setup failed"; exit 1; }
+export PATH="$root/.venv/bin:$PATH"
+logs="$root/.cache/logs"
+mkdir -p "$logs"
+
+stages=("$@")
+[ ${#stages[@]} -gt 0 ] || stages=(lint sanity unit functional molecule)
+declare -a results=()
+passed=0 failed=0 skipped=0
+
+# run NAME CMD...: run one check, keep its log, record the outcome.
+run() {
+  local name=$1 started=$SECONDS rc detail
+  shift
+  echo "=== $name"
+  "$@" >"$logs/$name.log" 2>&1
+  rc=$?
+  # pytest's closing line (e.g. "12 passed, 1 skipped in 3.2s"), where there is one.
+  detail=$(grep -aoE '[0-9]+ (passed|failed|skipped|error)[^=]*' "$logs/$name.log" | tail -1 | sed 's/ in [0-9.]*s.*//')
+  if [ $rc -eq 0 ]; then
+    passed=$((passed + 1)); results+=("PASS  $name ($((SECONDS - started))s) $detail")
+  else
+    failed=$((failed + 1)); results+=("FAIL  $name ($((SECONDS - started))s, rc=$rc) $detail  log: $logs/$name.log")
+    tail -40 "$logs/$name.log"
+  fi
+}
+
+# ansible-test insists on ansible_collections/<ns>/<name> and on its own git tree.
+collection_copy() {
+  local dest="$root/.cache/ansible-test/ansible_collections/mlops/mlflow"
+  rm -rf "$dest" && mkdir -p "$dest"
+  git ls-files -co --exclude-standard -z | grep -zv '^collections/' | xargs -0 cp --parents -t "$dest"
+  (cd "$dest" && git init -q && git add -A)
+  # ansible-test fetches a pip bootstrap script from a host that cannot be reached here.
+  mkdir -p ~/.ansible/test/cache
+  cp scripts/pip_bootstrap.py ~/.ansible/test/cache/get_pip_24_2.py
+  echo "$dest"
+}
+
+want() { [[ " ${stages[*]} " == *" $1 "* ]]; }
+
+if want lint; then
+  run ruff bash -c 'ruff check . && ruff format --check .'
+  run yamllint yamllint --strict .
+  run ansible-lint ansible-lint --profile production
+  run galaxy-build bash -c 'out=$(mktemp -d) && ansible-galaxy collection build --force --output-path "$out" 2>&1 | tee /dev/stderr | grep -qi warning && exit 1; tar -tzf "$out"/mlops-mlflow-*.tar.gz | grep -E "(^|/)(\.venv|\.cache|__pycache__|collections)/|\.tar$" && exit 1; ls "$out"'
+fi
+if want sanity || want unit; then
+  copy=$(collection_copy)
+fi
+if want sanity; then
+  run sanity bash -c "cd '$copy' && ansible-test sanity --python 3.11 --local --requirements --color no"
+fi
+if want unit; then
+  run units bash -c "cd '$copy' && ansible-test units --python 3.11 --local --color no"
+fi
+if want functional; then
+  run functional pytest -q tests/functional
+fi
+if want molecule; then
+  scenarios=${MOLECULE_SCENARIOS:-$(cd extensions/molecule && ls -d */ | tr -d / | grep -vx shared)}
+  for scenario in $scenarios; do
+    run "molecule-$scenario" molecule test -s "$scenario"
+  done
+fi
+
+for stage in lint sanity unit functional molecule; do
+  want "$stage" || { skipped=$((skipped + 1)); results+=("SKIP  $stage (not asked for)"); }
+done
+echo
+echo "=== summary"
+printf '%s\n' "${results[@]}"
+echo "summary: $passed passed, $failed failed, $skipped skipped"
+[ "$failed" -eq 0 ]
