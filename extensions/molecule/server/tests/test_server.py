@@ -1,0 +1,155 @@
+"""The server role's promises, read from the real target after converge."""
+
+import json
+import os
+import subprocess
+import time
+import uuid
+
+import pytest
+import yaml
+
+STORE = "/opt/mlflow"
+
+
+def wait_healthy(host, timeout=180):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if host.run("docker inspect -f '{{.State.Health.Status}}' mlflow-server").stdout.strip() == "healthy":
+            return True
+        time.sleep(2)
+    return False
+
+
+def log_sample_run(mlflow, tmp_path, experiment):
+    artifact = tmp_path / f"notes-{uuid.uuid4().hex}.txt"
+    artifact.write_text(f"artifact body {uuid.uuid4().hex}\n")
+    mlflow.set_experiment(experiment)
+    with mlflow.start_run() as run:
+        mlflow.log_param("learning_rate", "0.01")
+        for step in range(5):
+            mlflow.log_metric("loss", 1.0 / (step + 1), step=step)
+        mlflow.log_artifact(str(artifact))
+    return run.info.run_id, artifact
+
+
+def assert_run_intact(mlflow, run_id, artifact, tmp_path):
+    client = mlflow.MlflowClient()
+    run = client.get_run(run_id)
+    assert run.data.params == {"learning_rate": "0.01"}
+    assert [m.value for m in client.get_metric_history(run_id, "loss")] == [1.0 / (s + 1) for s in range(5)]
+    fetched = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact.name, dst_path=str(tmp_path))
+    assert open(fetched).read() == artifact.read_text()
+
+
+def test_store_modes_are_the_seeds(host):
+    assert host.file(f"{STORE}/mlflow.db").is_file
+    assert host.file(f"{STORE}/mlflow.db").mode == 0o666
+    assert host.file(f"{STORE}/mlruns").is_directory
+    assert host.file(f"{STORE}/mlruns").mode == 0o777
+
+
+def test_compose_file_keeps_its_promises(host):
+    service = yaml.safe_load(host.file(f"{STORE}/docker-compose.yml").content_string)["services"]["mlflow-server"]
+    command = service["command"]
+    assert service["container_name"] == "mlflow-server"
+    assert service["restart"] == "unless-stopped"
+    assert service["ports"] == ["127.0.0.1:5000:5000"]
+    # The directory, not the db file alone: SQLite's journal lives beside it.
+    assert service["volumes"] == [f"{STORE}:/mlflow"]
+    assert command[command.index("--backend-store-uri") + 1] == "sqlite:////mlflow/mlflow.db"
+    assert "--serve-artifacts" in command
+    assert command[command.index("--artifacts-destination") + 1] == "/mlflow/mlruns"
+    assert "--default-artifact-root" not in command
+    assert "curl" not in " ".join(service["healthcheck"]["test"])
+
+
+def test_container_runs_healthy_with_restart_policy(host):
+    assert wait_healthy(host)
+    state = json.loads(host.check_output("docker inspect mlflow-server"))[0]
+    assert state["State"]["Running"] is True
+    assert state["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+
+
+def test_port_listens_on_loopback_only(host):
+    listeners = [line.split()[3] for line in host.check_output("ss -ltnH").splitlines()]
+    on_5000 = [address for address in listeners if address.endswith(":5000")]
+    assert on_5000 == ["127.0.0.1:5000"]
+
+
+def test_health_endpoint_answers_ok(host):
+    body = host.check_output(
+        "python3 -c \"import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:5000/health').read().decode())\""
+    )
+    assert body.strip() == "OK"
+
+
+def test_artifacts_land_on_server_store(host, mlflow, tmp_path):
+    run_id, artifact = log_sample_run(mlflow, tmp_path, f"verify-{uuid.uuid4().hex[:8]}")
+    assert_run_intact(mlflow, run_id, artifact, tmp_path)
+    found = host.check_output(f"find {STORE}/mlruns -path '*{run_id}*' -name {artifact.name}")
+    assert found, "the artifact is not under mlruns/ on the server"
+    assert host.file(found.splitlines()[0]).content_string == artifact.read_text()
+
+
+def test_runs_survive_compose_down_up_and_container_removal(host, mlflow, tmp_path):
+    run_id, artifact = log_sample_run(mlflow, tmp_path, "survival")
+    host.check_output(f"cd {STORE} && docker compose down && docker compose up -d")
+    assert wait_healthy(host)
+    assert_run_intact(mlflow, run_id, artifact, tmp_path / "after-down-up")
+    host.check_output(f"docker rm -f mlflow-server && cd {STORE} && docker compose up -d")
+    assert wait_healthy(host)
+    assert_run_intact(mlflow, run_id, artifact, tmp_path / "after-rm")
+
+
+def _fingerprint(host):
+    return host.check_output(
+        f"sha256sum {STORE}/docker-compose.yml {STORE}/mlflow.db; docker inspect -f '{{{{.Id}}}}' mlflow-server"
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("70000", "mlflow_server_port must be between 1 and 65535"),
+        ("not-a-port", "mlflow_server_port"),
+    ],
+)
+def test_invalid_port_is_refused_before_any_change(host, value, message):
+    name = host.backend.get_hostname()
+    before = _fingerprint(host)
+    converge = os.path.join(os.environ["MOLECULE_SCENARIO_DIRECTORY"], "converge.yml")
+    result = subprocess.run(
+        [
+            "ansible-playbook",
+            "-i",
+            os.environ["MOLECULE_INVENTORY_FILE"],
+            converge,
+            "--limit",
+            name,
+            "-e",
+            f"mlflow_server_port={value}",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={
+            **os.environ,
+            "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json",
+            "ANSIBLE_FORCE_COLOR": "0",
+            "ANSIBLE_NOCOLOR": "1",
+        },
+    )
+    assert result.returncode != 0
+    assert result.stdout.startswith("{"), result.stdout[:300] + result.stderr[-600:]
+    report = json.loads(result.stdout)
+    failed = [
+        outcome
+        for play in report["plays"]
+        for task in play["tasks"]
+        for outcome in task["hosts"].get(name, {}).get("results", [task["hosts"].get(name, {})])
+        if outcome.get("failed")
+    ]
+    assert len(failed) == 1 and message in failed[0]["msg"], failed
+    assert report["stats"][name]["changed"] == 0
+    assert _fingerprint(host) == before
