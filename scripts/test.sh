@@ -6,7 +6,7 @@
 #   MOLECULE_SCENARIOS="server" scripts/test.sh molecule
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-cd "$root"
+cd "$root" || exit 1
 
 bash scripts/setup.sh || { echo "summary: setup failed"; exit 1; }
 export PATH="$root/.venv/bin:$PATH"
@@ -49,11 +49,20 @@ collection_copy() {
 
 want() { [[ " ${stages[*]} " == *" $1 "* ]]; }
 
+# The build must be warning-free and ship no venv, cache or image archive.
+galaxy_build() {
+  local out
+  out=$(mktemp -d)
+  ansible-galaxy collection build --force --output-path "$out" 2>&1 | tee "$out/build.log"
+  ! grep -qi warning "$out/build.log" || return 1
+  ! tar -tzf "$out"/mlops-mlflow-0.1.0.tar.gz | grep -E '(^|/)(\.venv|\.cache|__pycache__|collections)/|\.tar$' || return 1
+}
+
 if want lint; then
   run ruff bash -c 'ruff check . && ruff format --check .'
   run yamllint yamllint --strict .
   run ansible-lint ansible-lint --profile production
-  run galaxy-build bash -c 'out=$(mktemp -d) && ansible-galaxy collection build --force --output-path "$out" 2>&1 | tee /dev/stderr | grep -qi warning && exit 1; tar -tzf "$out"/mlops-mlflow-*.tar.gz | grep -E "(^|/)(\.venv|\.cache|__pycache__|collections)/|\.tar$" && exit 1; ls "$out"'
+  run galaxy-build galaxy_build
 fi
 if want sanity || want unit; then
   copy=$(collection_copy)
@@ -68,7 +77,7 @@ if want functional; then
   run functional pytest -q tests/functional
 fi
 if want molecule; then
-  scenarios=${MOLECULE_SCENARIOS:-$(cd extensions/molecule && ls -d */ | tr -d / | grep -vx shared)}
+  scenarios=${MOLECULE_SCENARIOS:-$(find extensions/molecule -name molecule.yml -printf '%h\n' | xargs -n1 basename | sort)}
   for scenario in $scenarios; do
     run "molecule-$scenario" molecule test -s "$scenario"
   done

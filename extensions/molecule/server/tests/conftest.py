@@ -37,7 +37,7 @@ def _pump(read, write, done):
 def _serve(listener, container):
     while True:
         try:
-            conn, _ = listener.accept()
+            conn = listener.accept()[0]
         except OSError:
             return
         relay = subprocess.Popen(
