@@ -1,0 +1,284 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) mlops.mlflow developers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: mlflow_health
+short_description: Judge whether an MLflow tracking server really works, optionally waiting for it
+version_added: 0.1.0
+description:
+  - Probes an MLflow tracking server with C(GET /health) (MLflow answers V(OK)), C(GET /version) (the plain-text
+    MLflow version) and, when O(check_api=true), a read through the REST API
+    (C(GET /api/2.0/mlflow/experiments/search?max_results=1)).
+  - The API read proves that the backend store answers and that the server accepts the Host header sent.
+    MLflow 3 exempts C(/health) and C(/version) from its allowed-hosts check, so only the API read catches a
+    Host header the server refuses.
+  - With O(wait_timeout) above V(0) the module probes again every O(interval) seconds until the server is
+    healthy or O(wait_timeout) seconds have passed.
+  - While nothing answers at all (connection refused, or closed without an answer as C(docker-proxy) does while
+    no container runs), it probes every 0.1 seconds instead, since such a probe costs the server nothing. So it
+    notices a starting server within about 0.1 seconds, whatever the O(interval).
+  - C(unreachable), C(timeout) and C(api_error) answers are retried until O(wait_timeout), since a starting or
+    restarting server gives them. C(not_mlflow), C(forbidden_host), C(auth_required), C(version_mismatch) and
+    C(tls_error) are configuration errors that waiting does not fix, so the wait ends early when two probes in a
+    row give the same one of them. One such answer alone does not end it, because a server being replaced may
+    give it once.
+  - Every result is reported as facts (RV(status), RV(version), RV(latency_ms)); the only prose is RV(msg), which
+    names what to fix.
+  - The module only reads, so it never reports a change.
+author:
+  - mlops.mlflow developers (@mlops)
+attributes:
+  check_mode:
+    description: Can run in C(check_mode) and return changed status prediction without modifying target.
+    support: full
+    details:
+      - The module only reads, so it probes the server in check mode too.
+  diff_mode:
+    description:
+      - Will return details on what has changed (or possibly needs changing in C(check_mode)), when in diff mode.
+    support: none
+  idempotent:
+    description:
+      - When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
+    support: full
+    details:
+      - This action does not modify state.
+options:
+  url:
+    description:
+      - Base URL of the tracking server, including the C(--static-prefix) if the server uses one.
+    type: str
+    default: http://127.0.0.1:5000
+  timeout:
+    description:
+      - Seconds to wait for each single HTTP request. Fractions are allowed.
+    type: float
+    default: 10
+  wait_timeout:
+    description:
+      - Total seconds to wait for the server to become healthy.
+      - V(0) probes once.
+    type: float
+    default: 0
+  interval:
+    description:
+      - Seconds to sleep between two probes while waiting.
+      - While the connection is refused or closed without an answer, the module sleeps only 0.1 seconds
+        (or O(interval) if smaller).
+    type: float
+    default: 1
+  validate_certs:
+    description:
+      - Verify the server's TLS certificate for C(https) URLs.
+      - Set to V(false) only for a test server with a self-signed certificate; prefer O(ca_path).
+    type: bool
+    default: true
+  ca_path:
+    description:
+      - PEM file of the CA that signed the server's certificate.
+    type: path
+  url_username:
+    description:
+      - User name for a server run with C(--app-name basic-auth) or behind a proxy with basic authentication.
+      - The credentials are sent with the first request (force_basic_auth) instead of after a 401 challenge,
+        which saves a round trip per request and also works with proxies that never challenge.
+    type: str
+  url_password:
+    description:
+      - Password for O(url_username).
+    type: str
+  headers:
+    description:
+      - Extra HTTP headers to send with every request.
+    type: dict
+  host_header:
+    description:
+      - Host header to send instead of the one derived from O(url).
+      - Use C(localhost:<port>) to probe the way an SSH tunnel client reaches the server, so a server whose
+        allowed hosts (C(--allowed-hosts)) exclude it fails here with RV(status=forbidden_host) and not later
+        in the user's client.
+      - Takes precedence over a C(Host) entry in O(headers).
+    type: str
+  expected_version:
+    description:
+      - MLflow version the server must run, for example V(3.17.2). A leading V(v) is ignored.
+      - When the server runs another version, RV(status) is V(version_mismatch).
+    type: str
+  check_api:
+    description:
+      - Also read through the REST API (C(GET /api/2.0/mlflow/experiments/search?max_results=1)).
+      - Only this read shows that the backend store answers and that the Host header is allowed.
+    type: bool
+    default: true
+  fail_on_unhealthy:
+    description:
+      - Fail the task when the server is not healthy.
+      - With V(false) the task succeeds and reports RV(healthy=false) with RV(status) and RV(msg), so a
+        playbook can decide itself.
+    type: bool
+    default: true
+notes:
+  - Requests go through C(ansible.module_utils.urls), so the proxy environment variables of the target apply.
+seealso:
+  - module: ansible.builtin.uri
+  - name: MLflow tracking server
+    description: How to run the tracking server, including C(--allowed-hosts) and C(--app-name basic-auth).
+    link: https://mlflow.org/docs/latest/self-hosting/architecture/tracking-server
+"""
+
+EXAMPLES = r"""
+---
+- name: Wait until MLflow answers healthy through its API (up to 2 minutes)
+  mlops.mlflow.mlflow_health:
+    url: http://127.0.0.1:5000
+    wait_timeout: 120
+    interval: 2
+
+- name: Probe as a tunnel client does, so a too-narrow allowed-hosts list shows now
+  mlops.mlflow.mlflow_health:
+    url: http://127.0.0.1:5000
+    host_header: localhost:5000
+    expected_version: 3.17.2
+
+- name: Check a server that runs MLflow's basic-auth app, behind TLS with an own CA
+  mlops.mlflow.mlflow_health:
+    url: https://mlflow.example.org
+    ca_path: /etc/ssl/certs/team-ca.pem
+    url_username: monitor
+    url_password: "{{ vault_mlflow_monitor_password }}"
+
+- name: Record the state without failing
+  mlops.mlflow.mlflow_health:
+    fail_on_unhealthy: false
+  register: mlflow_state
+
+- name: Show why MLflow is not healthy
+  ansible.builtin.debug:
+    msg: "{{ mlflow_state.status }}: {{ mlflow_state.msg }}"
+  when: not mlflow_state.healthy
+"""
+
+RETURN = r"""
+healthy:
+  description: Whether every probe passed.
+  returned: always
+  type: bool
+  sample: true
+status:
+  description:
+    - V(ok) when healthy, otherwise what was wrong.
+    - V(unreachable) nothing listens, or the connection is closed without an answer.
+    - V(timeout) a request took longer than O(timeout).
+    - V(not_mlflow) something other than MLflow answers.
+    - V(forbidden_host) MLflow refused the Host header (allowed hosts).
+    - V(auth_required) credentials are missing, wrong or lack permission.
+    - V(version_mismatch) the server runs another version than O(expected_version).
+    - V(api_error) the server answered with an HTTP error, or the API read failed.
+    - V(tls_error) the TLS handshake or certificate verification failed.
+  returned: always
+  type: str
+  sample: ok
+version:
+  description: MLflow version the server reports, or V(null) if it was not read.
+  returned: always
+  type: str
+  sample: 3.17.2
+latency_ms:
+  description: Milliseconds each request of the last probe took; V(null) for a request not made.
+  returned: always
+  type: dict
+  contains:
+    health:
+      description: C(GET /health).
+      type: float
+      returned: always
+    version:
+      description: C(GET /version).
+      type: float
+      returned: always
+    api:
+      description: The API read.
+      type: float
+      returned: always
+  sample: {"health": 2.1, "version": 1.4, "api": 9.8}
+attempts:
+  description: Number of probes made.
+  returned: always
+  type: int
+  sample: 1
+waited_s:
+  description: Seconds from the first probe to the result.
+  returned: always
+  type: float
+  sample: 0.012
+url:
+  description: Base URL probed.
+  returned: always
+  type: str
+  sample: http://127.0.0.1:5000
+msg:
+  description: What was found, and on failure what to fix.
+  returned: always
+  type: str
+  sample: MLflow 3.17.2 at http://127.0.0.1:5000 is healthy (health, version and an API read answered).
+"""
+
+# ansible-test (validate-modules) wants imports below DOCUMENTATION, EXAMPLES and RETURN.
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.mlops.mlflow.plugins.module_utils.mlflow_health import HealthProbe, wait_until_healthy  # noqa: E402
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            url=dict(type="str", default="http://127.0.0.1:5000"),
+            timeout=dict(type="float", default=10),
+            wait_timeout=dict(type="float", default=0),
+            interval=dict(type="float", default=1),
+            validate_certs=dict(type="bool", default=True),
+            ca_path=dict(type="path"),
+            url_username=dict(type="str"),
+            url_password=dict(type="str", no_log=True),
+            headers=dict(type="dict"),
+            host_header=dict(type="str"),
+            expected_version=dict(type="str"),
+            check_api=dict(type="bool", default=True),
+            fail_on_unhealthy=dict(type="bool", default=True),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    for name in ("timeout", "interval"):
+        if p[name] <= 0:
+            module.fail_json(msg="%s must be above 0 seconds, got %s." % (name, p[name]))
+    if p["wait_timeout"] < 0:
+        module.fail_json(msg="wait_timeout must be 0 (probe once) or more seconds, got %s." % p["wait_timeout"])
+
+    probe = HealthProbe(
+        p["url"],
+        timeout=p["timeout"],
+        validate_certs=p["validate_certs"],
+        ca_path=p["ca_path"],
+        url_username=p["url_username"],
+        url_password=p["url_password"],
+        headers=p["headers"],
+        host_header=p["host_header"],
+        expected_version=p["expected_version"],
+        check_api=p["check_api"],
+    )
+    result = wait_until_healthy(probe, p["wait_timeout"], p["interval"])
+    result.update(url=probe.url, changed=False)
+    if not result["healthy"] and p["fail_on_unhealthy"]:
+        module.fail_json(**result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
