@@ -1,0 +1,170 @@
+#!/usr/bin/env bash
+# The demo: the embedded default, end to end, on a machine with Docker and nothing else.
+#   bash scripts/demo.sh        set up (scripts/setup.sh), start a throwaway Debian target
+#                               running sshd, deploy MLflow to it over SSH with site.yml,
+#                               onboard you (the client role writes demo/ssh_config), open
+#                               the tunnel, log a sample training run through it, print the URL
+#   bash scripts/demo.sh down   close the tunnel, remove the target and demo/
+# Your ~/.ssh is left alone unless you ask: MLFLOW_DEMO_SSH_CONFIG=~/.ssh/config puts the
+# Host block there (`down` removes it again). MLFLOW_DEMO_PORT picks the local port (5000).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+demo="$root/demo"
+target=mlflow-demo-target
+alias=mlflowserver
+control="$demo/tunnel.sock"
+ssh_config=${MLFLOW_DEMO_SSH_CONFIG:-$demo/ssh_config}
+export PATH="$root/.venv/bin:$PATH"
+# This checkout, not a copy some earlier run installed elsewhere.
+export ANSIBLE_COLLECTIONS_PATH="$root/collections"
+
+say() { printf '\n== %s\n' "$*"; }
+
+# run LOG CMD...: keep Ansible's full output in demo/logs, show its recap, or its tail on failure.
+run() {
+  local log="$demo/logs/$1.log"
+  shift
+  if "$@" >"$log" 2>&1; then
+    sed -n '/^PLAY RECAP/,/^$/p' "$log"
+  else
+    tail -40 "$log"
+    echo "demo: failed; full log: $log" >&2
+    exit 1
+  fi
+}
+
+close_tunnel() {
+  if [ -S "$control" ]; then
+    ssh -S "$control" -O exit "$alias" 2>/dev/null || rm -f "$control"
+  fi
+}
+
+down() {
+  close_tunnel
+  # Ansible needs the venv; without it, setup never ran and there is no block to remove.
+  if [ -f "$demo/ssh_config_path" ] && [ "$(cat "$demo/ssh_config_path")" != "$demo/ssh_config" ] \
+    && [ -x "$root/.venv/bin/ansible" ]; then
+    say "Removing Host $alias from $(cat "$demo/ssh_config_path")"
+    # The implicit localhost runs modules with this venv's Python.
+    ANSIBLE_LOCALHOST_WARNING=false ANSIBLE_INVENTORY_UNPARSED_WARNING=false \
+      ansible localhost -m ansible.builtin.include_role -a name=mlops.mlflow.client \
+      -e mlflow_client_state=absent -e "mlflow_client_host_alias=$alias" \
+      -e "mlflow_client_ssh_config_path=$(cat "$demo/ssh_config_path")" >/dev/null
+  fi
+  if docker rm -f -v "$target" >/dev/null 2>&1; then echo "demo: removed the container $target"; fi
+  rm -rf "$demo"
+  echo "demo: down"
+}
+
+if [ "${1:-up}" = down ]; then
+  down
+  exit 0
+fi
+
+say "Setting up this machine (scripts/setup.sh)"
+bash scripts/setup.sh
+command -v ssh >/dev/null || {
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-client >/dev/null; }
+mkdir -p "$demo/logs"
+chmod 700 "$demo"
+echo "$ssh_config" >"$demo/ssh_config_path"
+# The previous run's tunnel would hold the port that onboarding checks.
+close_tunnel
+
+say "Starting the throwaway target $target (mlops-target:trixie, systemd and sshd)"
+if [ "$(docker inspect -f '{{.State.Running}}' "$target" 2>/dev/null)" != true ]; then
+  docker rm -f -v "$target" >/dev/null 2>&1 || true
+  rm -f "$demo/known_hosts"
+  # The same capability flags as the Molecule platforms (extensions/molecule/config.yml).
+  mapfile -t caps < <(python -c 'import yaml, sys
+for cap in yaml.safe_load(open(sys.argv[1]))["platforms"][0]["capabilities"]:
+    print("--cap-add=" + cap)' extensions/molecule/config.yml)
+  docker run -d --name "$target" --hostname mlflow-demo "${caps[@]}" \
+    --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
+    --cgroupns host -v /sys/fs/cgroup:/sys/fs/cgroup:rw \
+    --tmpfs /run --tmpfs /run/lock -v /var/lib/docker \
+    mlops-target:trixie /sbin/init >/dev/null
+fi
+# systemd's bus appears a moment after the container starts.
+for _ in $(seq 60); do
+  state=$(docker exec "$target" systemctl is-system-running --wait 2>/dev/null || true)
+  case $state in running | degraded) break ;; esac
+  sleep 1
+done
+case $state in running | degraded) ;; *) echo "demo: the target's systemd is '$state'" >&2; exit 1 ;; esac
+address=$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$target")
+echo "target $target is up at $address, sshd running"
+
+# Two keys, as in real life: the admin's, for Ansible as root, and yours, for the tunnel.
+for key in admin_ed25519 id_ed25519; do
+  [ -f "$demo/$key" ] || ssh-keygen -q -t ed25519 -N '' -C "mlflow-demo $key" -f "$demo/$key"
+done
+# The one step a real server has already: an admin key Ansible can log in with.
+docker exec -i "$target" sh -c 'install -d -m 700 /root/.ssh && k=$(cat) &&
+  { grep -qxF "$k" /root/.ssh/authorized_keys 2>/dev/null || echo "$k" >>/root/.ssh/authorized_keys; }' \
+  <"$demo/admin_ed25519.pub"
+
+port=${MLFLOW_DEMO_PORT:-5000}
+if ! python -c 'import socket, sys; socket.create_server(("127.0.0.1", int(sys.argv[1])))' "$port" 2>/dev/null; then
+  taken=$port
+  port=$(python -c 'import socket; print(socket.create_server(("127.0.0.1", 0)).getsockname()[1])')
+  echo "local port $taken is taken; the tunnel uses $port instead (MLFLOW_DEMO_PORT picks another)"
+fi
+
+user=$(id -un)
+cat >"$demo/inventory.yml" <<EOF
+# Written by scripts/demo.sh; removed by \`bash scripts/demo.sh down\`.
+mlflow_servers:
+  hosts:
+    mlflow-demo:
+      ansible_host: $address
+      ansible_user: root
+      ansible_ssh_private_key_file: $demo/admin_ed25519
+      ansible_ssh_common_args: -o UserKnownHostsFile=$demo/known_hosts -o StrictHostKeyChecking=accept-new
+      mlflow_server_image: mlops/mlflow:3.17.2
+      mlflow_server_image_archive: $root/.cache/images/mlflow-3.17.2.tar
+mlflow_clients:
+  hosts:
+    localhost:
+      ansible_connection: local
+      ansible_python_interpreter: $root/.venv/bin/python
+all:
+  vars:
+    mlflow_onboard_manage_accounts: true
+    mlflow_team:
+      - name: $user
+        pc: localhost
+        local_user: $user
+        server_user: researcher
+        public_key: $(cat "$demo/id_ed25519.pub")
+        host_alias: $alias
+        local_port: $port
+        identity_file: $demo/id_ed25519
+        ssh_config_path: $ssh_config
+        ssh_options:
+          UserKnownHostsFile: $demo/known_hosts
+EOF
+
+say "Deploying MLflow to $address over SSH: ansible-playbook site.yml -i demo/inventory.yml"
+run site ansible-playbook site.yml -i "$demo/inventory.yml"
+
+say "Onboarding $user: ssh config Host block in $ssh_config, then a health check through the tunnel"
+run onboard ansible-playbook playbooks/onboard.yml -i "$demo/inventory.yml"
+sed -n 's/^ *"msg": "\(.*: OK\. .*\)"$/\1/p' "$demo/logs/onboard.log"
+
+say "Opening the tunnel: ssh -F $ssh_config $alias -fN"
+# The control socket lets `down` close exactly this tunnel.
+ssh -F "$ssh_config" -o ControlMaster=yes -o ControlPath="$control" "$alias" -fN
+echo "localhost:$port now reaches MLflow on the target's 127.0.0.1:5000"
+
+say "Logging a sample training run (scripts/demo_train.py)"
+MLFLOW_TRACKING_URI="http://localhost:$port" python scripts/demo_train.py
+
+say "Done"
+cat <<EOF
+MLflow UI:        http://localhost:$port
+In your code:     export MLFLOW_TRACKING_URI=http://localhost:$port
+Tunnel:           open now; after a reboot: ssh -F $ssh_config $alias -fN
+Remove the demo:  bash scripts/demo.sh down
+EOF
