@@ -10,9 +10,6 @@ cd "$root" || exit 1
 
 bash scripts/setup.sh || { echo "summary: setup failed"; exit 1; }
 export PATH="$root/.venv/bin:$PATH"
-# Molecule and ansible-lint install this collection before they run; keep that
-# copy inside the checkout, so two clones never share (or overwrite) one.
-export ANSIBLE_COLLECTIONS_PATH="$root/.ansible/collections"
 logs="$root/.cache/logs"
 mkdir -p "$logs"
 
