@@ -3,8 +3,9 @@
 #   debian:trixie, debian:bookworm   base images, pulled, or debootstrapped where no registry answers
 #   mlops-target:trixie, :bookworm   systemd targets for Molecule (images/debian-systemd)
 #   mlops/mlflow:<version>           the MLflow server (images/mlflow), also saved as an
-#                                    archive in .cache/images/ for the role's archive path
-# Usage: scripts/images.sh [mlflow-version ...]   (default 3.17.2)
+#                                    archive in .cache/images/ for the role's archive path;
+#                                    2.22.1 is the old version the lifecycle scenario upgrades from
+# Usage: scripts/images.sh [mlflow-version ...]   (default 3.17.2 2.22.1)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 archives="$root/.cache/images"
@@ -32,12 +33,14 @@ base_image() {  # $1 = suite
 build() {  # $1 = tag, $2 = context, rest = build args
   local tag=$1 context=$2
   shift 2
-  docker build -q --network host "$@" -t "$tag" "$context" >/dev/null
+  # The legacy builder's deprecation notice goes to the log with the rest.
+  docker build -q --network host "$@" -t "$tag" "$context" >"$root/.cache/build.log" 2>&1 \
+    || { cat "$root/.cache/build.log"; return 1; }
   echo "images: $tag ready"
 }
 
 versions=("$@")
-[ ${#versions[@]} -gt 0 ] || versions=(3.17.2)
+[ ${#versions[@]} -gt 0 ] || versions=(3.17.2 2.22.1)
 
 base_image trixie
 base_image bookworm
@@ -47,7 +50,10 @@ build mlops-target:bookworm "$root/images/debian-systemd" --build-arg BASE=debia
 cp /etc/ssl/certs/ca-certificates.crt "$root/images/mlflow/ca-certificates.crt"
 for version in "${versions[@]}"; do
   tag="mlops/mlflow:$version"
-  build "$tag" "$root/images/mlflow" --build-arg MLFLOW_VERSION="$version"
+  extra=""
+  # MLflow 2.x imports a pool class that SQLAlchemy 2.1 removed.
+  [[ $version == 2.* ]] && extra="sqlalchemy<2.1"
+  build "$tag" "$root/images/mlflow" --build-arg MLFLOW_VERSION="$version" --build-arg PIP_EXTRA="$extra"
   # Save an archive only when the image changed: saving 1 GB takes half a minute.
   id=$(docker image inspect -f '{{.Id}}' "$tag")
   if [ "$(cat "$archives/mlflow-$version.id" 2>/dev/null)" != "$id" ]; then
