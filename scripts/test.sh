@@ -25,8 +25,10 @@ run() {
   echo "=== $name"
   "$@" >"$logs/$name.log" 2>&1
   rc=$?
-  # pytest's closing line (e.g. "12 passed, 1 skipped in 3.2s"), where there is one.
-  detail=$(grep -aoE '[0-9]+ (passed|failed|skipped|error)[^=]*' "$logs/$name.log" | tail -1 | sed 's/ in [0-9.]*s.*//')
+  # Test counts from pytest's closing lines ("12 passed, 1 skipped in 3.2s"), summed
+  # over every pytest run the check made.
+  detail=$(grep -aoE '[0-9]+ (passed|failed|skipped|errors?)\b' "$logs/$name.log" \
+    | awk '{n[$2] += $1} END {for (k in n) printf "%d %s ", n[k], k}')
   if [ $rc -eq 0 ]; then
     passed=$((passed + 1)); results+=("PASS  $name ($((SECONDS - started))s) $detail")
   else
