@@ -323,6 +323,19 @@ def _connect(address, deadline):
     raise error or OSError("no address found for %s" % host)
 
 
+def _read_body(resp):
+    """The whole body of resp, up to _BODY_LIMIT bytes; a single read may return only what has arrived."""
+    chunks = []
+    size = 0
+    while size < _BODY_LIMIT:
+        chunk = resp.read(_BODY_LIMIT - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
 class _Connection(http.client.HTTPConnection):
     """One HTTP connection, TLS when context is given, whose sockets a Deadline watches.
 
@@ -453,7 +466,13 @@ class HealthProbe(object):
         try:
             conn.request("GET", request_target, headers=headers)
             resp = conn.getresponse()
-            return resp.status, resp.getheader("Location"), resp.read(_BODY_LIMIT)
+            body = _read_body(resp)
+            if deadline.expired:
+                # A shut-down socket reads as the end of the answer: it was cut off, not complete.
+                raise socket.timeout("the answer was not complete when the time was up")
+            if resp.length and len(body) < _BODY_LIMIT:
+                raise http.client.IncompleteRead(body, resp.length)
+            return resp.status, resp.getheader("Location"), body
         finally:
             conn.close()
 
@@ -480,7 +499,14 @@ class HealthProbe(object):
                 "The proxy %s answered 407: it requires a login. Put the user and password in the proxy URL "
                 "(http_proxy), or set use_proxy=false or no_proxy to reach the server directly." % self.proxy_where,
             )
-        return code, body.decode("utf-8", "replace") if body else ""
+        return code, self._scrub(body.decode("utf-8", "replace")) if body else ""
+
+    def _scrub(self, text):
+        """text with the credentials masked, should a server echo them in an answer that msg quotes."""
+        for secret in (self._password, (self.auth_headers_for(self.url).get("Authorization") or "")[6:]):
+            if secret:
+                text = text.replace(secret, "********")
+        return text
 
     def _redirect(self, url, code, location):
         if location:
