@@ -25,10 +25,10 @@ description:
     no container runs), it probes every 0.1 seconds instead, since such a probe costs the server nothing. So it
     notices a starting server within about 0.1 seconds, whatever the O(interval).
   - C(unreachable), C(timeout) and C(api_error) answers are retried until O(wait_timeout), since a starting or
-    restarting server gives them. C(not_mlflow), C(forbidden_host), C(auth_required), C(version_mismatch) and
-    C(tls_error) are configuration errors that waiting does not fix, so the wait ends early when two probes in a
-    row give the same one of them. One such answer alone does not end it, because a server being replaced may
-    give it once.
+    restarting server gives them. C(not_mlflow), C(forbidden_host), C(auth_required), C(version_mismatch),
+    C(tls_error) and C(redirect) are configuration errors that waiting does not fix, so the wait ends early when
+    two probes in a row give the same one of them. One such answer alone does not end it, because a server being
+    replaced may give it once.
   - Every result is reported as facts (RV(status), RV(version), RV(latency_ms)); the only prose is RV(msg), which
     names what to fix.
   - The module never follows a redirect. A C(3xx) answer is reported as RV(status=redirect) with its
@@ -131,7 +131,8 @@ options:
         target host, unless C(no_proxy) exempts the host. As in M(ansible.builtin.uri).
       - A loopback O(url) (C(localhost), C(127.0.0.0/8), C(::1)) never goes through a proxy, whatever this option
         says; a proxy elsewhere cannot reach this machine's loopback, where an SSH tunnel also ends.
-      - Only C(http://) proxies are supported; C(https) URLs go through them with C(CONNECT).
+      - Only C(http://) proxies are supported; C(https) URLs go through them with C(CONNECT), so the proxy sees
+        no credentials. For an C(http) URL the proxy relays the request, C(Authorization) header included.
     type: bool
     default: true
   check_api:

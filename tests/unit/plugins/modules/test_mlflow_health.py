@@ -13,6 +13,7 @@ import base64
 import fnmatch
 import http.client
 import json
+import re
 import shutil
 import socket
 import ssl
@@ -234,9 +235,9 @@ def basic_auth(user, password, without_permission=None):
     def respond(handler):
         if handler.path == "/health":
             return mlflow_like()(handler)
-        scheme, _, encoded = handler.headers.get("Authorization", "").partition(" ")
+        scheme, _sep, encoded = handler.headers.get("Authorization", "").partition(" ")
         try:
-            name, _, given = base64.b64decode(encoded).decode().partition(":")
+            name, _sep, given = base64.b64decode(encoded).decode().partition(":")
         except ValueError:
             name = given = None
         if scheme != "Basic" or name not in users or users[name] != given:
@@ -573,6 +574,13 @@ def test_every_status_is_documented_in_return():
     named = {line.split(")", 1)[0].removeprefix("V(") for line in documented if line.startswith("V(")}
     assert named == set(STATUSES)
     assert PERSISTENT_STATUSES < set(STATUSES)
+
+
+def test_the_statuses_that_end_a_wait_early_are_documented():
+    description = yaml.safe_load(mlflow_health.DOCUMENTATION)["description"]
+    paragraph = next(line for line in description if "configuration errors" in line)
+    named = set(re.findall(r"C\((\w+)\)", paragraph.split("configuration errors")[0].split("gives them.")[1]))
+    assert named == set(PERSISTENT_STATUSES)
 
 
 @pytest.mark.parametrize(
