@@ -3,22 +3,32 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""Probe an MLflow tracking server over HTTP and explain what is wrong with it."""
+"""Probe an MLflow tracking server over HTTP and explain what is wrong with it.
+
+Requests go out through http.client on one connection each, not through urllib's opener: urllib's handlers
+follow redirects, answer 401 challenges from whatever host a redirect reached, read ~/.netrc and apply socket
+timeouts per read. Here a request never leaves the origin of url, sends credentials only there, never takes a
+proxy for a loopback address, and ends at one deadline however slowly the server answers.
+TLS contexts come from ansible.module_utils.urls (make_context), as for ansible.builtin.uri.
+"""
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
 import http.client
+import ipaddress
 import json
 import re
 import socket
 import ssl
+import threading
 import time
 import urllib.error
 import urllib.parse
+import urllib.request
 
-from ansible.module_utils.urls import Request, SSLValidationError
+from ansible.module_utils.urls import SSLValidationError, basic_auth_header, get_user_agent, make_context
 
 HEALTH_PATH = "/health"
 VERSION_PATH = "/version"
@@ -28,6 +38,9 @@ API_PATH = "/api/2.0/mlflow/experiments/search?max_results=1"
 # MLflow 3 answers a Host it does not allow with 403 and
 # "Invalid Host header - possible DNS rebinding attack detected" (mlflow/server/security_utils.py).
 INVALID_HOST_MARKER = "Invalid Host header"
+
+SCHEMES = ("http", "https")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 STATUSES = (
     "ok",
@@ -39,10 +52,13 @@ STATUSES = (
     "version_mismatch",
     "api_error",
     "tls_error",
+    "redirect",
 )
 # Configuration errors: a server that is still starting or being replaced does not produce them
 # twice in a row, so waiting longer only delays the failure.
-PERSISTENT_STATUSES = frozenset(("not_mlflow", "forbidden_host", "auth_required", "version_mismatch", "tls_error"))
+PERSISTENT_STATUSES = frozenset(
+    ("not_mlflow", "forbidden_host", "auth_required", "version_mismatch", "tls_error", "redirect")
+)
 
 # While nothing listens (refused, or closed unanswered by a port proxy) a probe costs the server nothing,
 # so re-probe this often instead of every interval and notice a start within a tenth of a second.
@@ -63,6 +79,71 @@ class Unhealthy(Exception):
         self.quick_retry = quick_retry
 
 
+def url_error(url):
+    """Return why url cannot be probed, as a message naming the option, or None when it can.
+
+    The message never repeats url, so it cannot echo credentials written into it.
+    """
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port_error = None
+        try:
+            parts.port  # noqa: B018  (raises ValueError for a port that is not a number in range)
+        except ValueError as e:
+            port_error = str(e)
+    except ValueError as e:
+        return f"url is not a valid URL ({e}). Give the tracking server's base URL, such as http://127.0.0.1:5000."
+    if parts.scheme not in SCHEMES or "://" not in url:
+        got = "no scheme" if "://" not in url else f"the scheme '{parts.scheme}'"
+        return (
+            f"url must be an http:// or https:// URL, such as http://127.0.0.1:5000, but it has {got}. "
+            "Only the schemes http and https are allowed."
+        )
+    if "@" in parts.netloc:
+        return (
+            "url must not contain credentials (user:password@host). Set url_username and url_password instead: "
+            "they are sent only to the server in url and the password is never logged or returned."
+        )
+    if not parts.hostname:
+        return "url has no host. Give the tracking server's base URL, such as http://127.0.0.1:5000."
+    if port_error:
+        return f"url has an invalid port ({port_error}). Give a port from 1 to 65535, such as http://127.0.0.1:5000."
+    if parts.query or parts.fragment:
+        return "url must be the server's base URL without ?query or #fragment, such as http://127.0.0.1:5000."
+    return None
+
+
+def url_secrets(url):
+    """The credentials written into url (user:password@ or token@), as written and percent-decoded.
+
+    The module adds them to its no_log values, so that Ansible masks them in the result it returns.
+    Works on strings urlsplit cannot read as URLs, such as user:password@host:5000 without a scheme.
+    """
+    authority = re.split(r"[/?#]", url.split("://", 1)[-1], maxsplit=1)[0]
+    if "@" not in authority:
+        return []
+    userinfo = authority.rsplit("@", 1)[0]
+    secret = userinfo.split(":", 1)[1] if ":" in userinfo else userinfo
+    return sorted(set(s for s in (secret, urllib.parse.unquote(secret)) if s))
+
+
+def redact_url(url):
+    """url without any user:password@ part, for messages."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "(an invalid URL)"
+    if "@" not in parts.netloc:
+        return url
+    return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
+
+def origin(url):
+    """(scheme, host, port) of url: where a request to url goes, with the scheme's default port filled in."""
+    parts = urllib.parse.urlsplit(url)
+    return (parts.scheme, (parts.hostname or "").rstrip("."), parts.port or _DEFAULT_PORTS.get(parts.scheme))
+
+
 def host_port(url):
     """Return 'host:port' of url, with the scheme's default port filled in."""
     parts = urllib.parse.urlsplit(url)
@@ -71,6 +152,39 @@ def host_port(url):
         host = "[%s]" % host
     port = parts.port or (443 if parts.scheme == "https" else 80)
     return "%s:%s" % (host, port)
+
+
+def is_loopback(host):
+    """Whether host names this machine's loopback interface: localhost, 127.0.0.0/8 (any form) or ::1."""
+    host = (host or "").strip("[]").rstrip(".").lower()
+    if host == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        try:
+            # Short and numeric IPv4 forms the resolver accepts too, such as 127.1 or 2130706433.
+            address = ipaddress.IPv4Address(socket.inet_aton(host))
+        except (OSError, ValueError):
+            return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return address.is_loopback or bool(mapped and mapped.is_loopback)
+
+
+def proxy_for(url, use_proxy=True):
+    """The proxy URL a request to url goes through, or None to connect directly.
+
+    None when use_proxy is false, when url's host is a loopback address (a proxy elsewhere cannot reach this
+    machine's loopback, and an SSH tunnel ends there), or when no_proxy exempts the host. Otherwise the
+    <scheme>_proxy environment variable, as urllib reads it.
+    """
+    parts = urllib.parse.urlsplit(url)
+    if not use_proxy or is_loopback(parts.hostname):
+        return None
+    proxy = urllib.request.getproxies().get(parts.scheme)
+    if not proxy or urllib.request.proxy_bypass(parts.hostname or ""):
+        return None
+    return proxy
 
 
 def excerpt(text, limit=_EXCERPT):
@@ -88,8 +202,18 @@ def not_mlflow_msg(url, what):
     )
 
 
-def classify_error(exc, url, timeout):
-    """Map a transport exception raised while fetching url to an Unhealthy."""
+def timeout_msg(url, timeout):
+    return (
+        "%s did not answer in full within timeout=%s s. The server may be overloaded or its backend store "
+        "slow; raise timeout, or wait_timeout if it is still starting." % (url, timeout)
+    )
+
+
+def classify_error(exc, url, timeout, proxy=None):
+    """Map a transport exception raised while fetching url to an Unhealthy.
+
+    proxy is 'host:port' of the proxy the request went through, if any.
+    """
     reason = exc
     # urllib wraps errors raised while sending; errors raised while reading the answer come bare.
     if isinstance(exc, urllib.error.URLError) and not isinstance(exc, urllib.error.HTTPError):
@@ -108,10 +232,12 @@ def classify_error(exc, url, timeout):
             "only for a TLS endpoint)." % (where, reason),
         )
     if isinstance(reason, socket.timeout):
+        return Unhealthy("timeout", timeout_msg(url, timeout))
+    if proxy and isinstance(reason, (OSError, http.client.HTTPException)):
         return Unhealthy(
-            "timeout",
-            "%s did not answer within timeout=%s s. The server may be overloaded or its backend store slow; "
-            "raise timeout, or wait_timeout if it is still starting." % (url, timeout),
+            "unreachable",
+            f"Cannot reach {where} through the proxy {proxy} (from the proxy environment variables): {reason}. "
+            "Fix the proxy, or set use_proxy=false or no_proxy to reach the server directly.",
         )
     if isinstance(reason, ConnectionRefusedError):
         return Unhealthy(
@@ -134,6 +260,111 @@ def classify_error(exc, url, timeout):
     return Unhealthy("unreachable", "Cannot reach %s: %s." % (where, reason))
 
 
+def _shutdown(sock):
+    try:
+        # socket.socket's own shutdown, also for an SSLSocket: it wakes a recv blocked in another thread and,
+        # unlike SSLSocket.shutdown, leaves the TLS object to that thread.
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+    except OSError:
+        pass  # closed already, or not connected yet
+
+
+class Deadline(object):
+    """The end of one HTTP request, however slowly the server answers.
+
+    Socket timeouts apply to each read, so a server that trickles a byte at a time never trips them. A timer
+    shuts down the socket being used when the time is up instead, which ends a blocked connect, send or
+    read at once; expired then tells the caller why the request failed.
+    """
+
+    def __init__(self, seconds):
+        self.end = time.monotonic() + seconds
+        self.expired = False
+        self._sock = None
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def remaining(self):
+        return max(self.end - time.monotonic(), 0.001)
+
+    def watch(self, sock):
+        """Shut sock down when the time is up (at once if it is up already)."""
+        with self._lock:
+            self._sock = sock
+            if self.expired:
+                _shutdown(sock)
+
+    def _expire(self):
+        with self._lock:
+            self.expired = True
+            if self._sock is not None:
+                _shutdown(self._sock)
+
+    def cancel(self):
+        self._timer.cancel()
+
+
+def _connect(address, deadline):
+    """Like socket.create_connection, but every socket tried is watched by deadline."""
+    host, port = address[:2]
+    error = None
+    for family, kind, proto, _name, sockaddr in socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM):
+        sock = socket.socket(family, kind, proto)
+        deadline.watch(sock)
+        try:
+            sock.settimeout(deadline.remaining())
+            sock.connect(sockaddr)
+            return sock
+        except OSError as e:
+            error = e
+            sock.close()
+    raise error or OSError("no address found for %s" % host)
+
+
+def _read_body(resp):
+    """The whole body of resp, up to _BODY_LIMIT bytes; a single read may return only what has arrived."""
+    chunks = []
+    size = 0
+    while size < _BODY_LIMIT:
+        chunk = resp.read(_BODY_LIMIT - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+class _Connection(http.client.HTTPConnection):
+    """One HTTP connection, TLS when context is given, whose sockets a Deadline watches.
+
+    http.client never follows redirects and never adds credentials; a proxy's CONNECT tunnel is set with
+    set_tunnel as for HTTPSConnection.
+    """
+
+    def __init__(self, host, port, deadline, context=None, server_hostname=None):
+        super(_Connection, self).__init__(host, port, timeout=deadline.remaining())
+        self._deadline = deadline
+        self._tls_context = context
+        self._server_hostname = server_hostname or host
+        self._create_connection = self._connect_watched
+
+    def _connect_watched(self, address, *args, **kwargs):
+        return _connect(address, self._deadline)
+
+    def connect(self):
+        super(_Connection, self).connect()  # TCP, then the proxy's CONNECT tunnel if one is set
+        if self._tls_context is not None:
+            sock = self._tls_context.wrap_socket(
+                self.sock, server_hostname=self._server_hostname, do_handshake_on_connect=False
+            )
+            self.sock = sock
+            self._deadline.watch(sock)
+            sock.settimeout(self._deadline.remaining())
+            sock.do_handshake()
+
+
 class HealthProbe(object):
     """Run one health probe (GET /health, /version and optionally an API read) against a server."""
 
@@ -149,46 +380,146 @@ class HealthProbe(object):
         host_header=None,
         expected_version=None,
         check_api=True,
+        use_proxy=True,
     ):
+        error = url_error(url)
+        if error:
+            raise ValueError(error)
         self.url = url.rstrip("/")
         self.timeout = timeout
         self.expected_version = expected_version
         self.check_api = check_api
+        self.origin = origin(self.url)
+        self.base_path = urllib.parse.urlsplit(self.url).path.rstrip("/")
+        self.username = url_username
+        self._password = url_password
         headers = dict(headers or {})
         if host_header:
             headers = dict((k, v) for k, v in headers.items() if k.lower() != "host")
             headers["Host"] = host_header
         given_host = [v for k, v in headers.items() if k.lower() == "host"]
-        # urllib sends the url's netloc when no Host header is given.
-        self.sent_host = given_host[0] if given_host else urllib.parse.urlsplit(self.url).netloc.rsplit("@", 1)[-1]
-        self.request = Request(
-            headers=headers,
-            timeout=timeout,
-            validate_certs=validate_certs,
-            ca_path=ca_path,
-            url_username=url_username,
-            url_password=url_password,
-            # Up front, not after a 401 challenge: saves a round trip per request, and some proxies never challenge.
-            force_basic_auth=bool(url_username),
+        # Without a Host header, send the url's host[:port] as written, as urllib did.
+        self.sent_host = given_host[0] if given_host else urllib.parse.urlsplit(self.url).netloc
+        if url_username:
+            # url_username wins over an Authorization header given in headers, as in ansible.builtin.uri.
+            headers = dict((k, v) for k, v in headers.items() if k.lower() != "authorization")
+        self.given_authorization = any(k.lower() == "authorization" for k in headers)
+        headers = dict((k, v) for k, v in headers.items() if k.lower() != "host")
+        self.headers = dict({"User-Agent": get_user_agent(), "Connection": "close"}, **headers)
+        self.headers["Host"] = self.sent_host
+        self.context = (
+            make_context(cafile=ca_path, validate_certs=validate_certs) if self.origin[0] == "https" else None
         )
+        self.proxy = None
+        self._proxy_headers = {}
+        proxy = proxy_for(self.url, use_proxy)
+        if proxy:
+            self._set_proxy(proxy)
+
+    def _set_proxy(self, proxy):
+        parts = urllib.parse.urlsplit(proxy if "://" in proxy else "http://" + proxy)
+        try:
+            port = parts.port or 80
+        except ValueError:
+            port = None
+        if parts.scheme != "http" or not parts.hostname or not port:
+            raise ValueError(
+                "The proxy set for %s URLs in the environment (%s_proxy) is not an http://host:port URL. Fix it, "
+                "or set use_proxy=false or no_proxy to reach the server directly." % (self.origin[0], self.origin[0])
+            )
+        self.proxy = (parts.hostname, port)
+        if parts.username:
+            password = urllib.parse.unquote(parts.password or "")
+            self._proxy_headers["Proxy-Authorization"] = basic_auth_header(
+                urllib.parse.unquote(parts.username), password
+            ).decode("ascii")
+
+    @property
+    def proxy_where(self):
+        if not self.proxy:
+            return None
+        host = "[%s]" % self.proxy[0] if ":" in self.proxy[0] else self.proxy[0]
+        return "%s:%s" % (host, self.proxy[1])
+
+    def auth_headers_for(self, target):
+        """The Authorization header for a request to target: only for the exact origin of url."""
+        if not self.username or origin(target) != self.origin:
+            return {}
+        return {"Authorization": basic_auth_header(self.username, self._password).decode("latin-1")}
+
+    def _fetch(self, path, deadline):
+        """GET url + path on one new connection; return (status code, Location header, body bytes)."""
+        scheme, host, port = self.origin
+        target = self.url + path
+        headers = dict(self.headers, **self.auth_headers_for(target))
+        if self.proxy and scheme == "https":
+            conn = _Connection(self.proxy[0], self.proxy[1], deadline, self.context, server_hostname=host)
+            conn.set_tunnel(host, port, headers=self._proxy_headers)
+            request_target = self.base_path + path
+        elif self.proxy:
+            conn = _Connection(self.proxy[0], self.proxy[1], deadline)
+            headers.update(self._proxy_headers)
+            request_target = target  # an HTTP proxy takes the absolute URL
+        else:
+            conn = _Connection(host, port, deadline, self.context, server_hostname=host)
+            request_target = self.base_path + path
+        try:
+            conn.request("GET", request_target, headers=headers)
+            resp = conn.getresponse()
+            body = _read_body(resp)
+            if deadline.expired:
+                # A shut-down socket reads as the end of the answer: it was cut off, not complete.
+                raise socket.timeout("the answer was not complete when the time was up")
+            if resp.length and len(body) < _BODY_LIMIT:
+                raise http.client.IncompleteRead(body, resp.length)
+            return resp.status, resp.getheader("Location"), body
+        finally:
+            conn.close()
 
     def _get(self, path, latency, key):
-        """GET path; return (http status, body text). Transport errors raise Unhealthy."""
+        """GET path; return (http status, body text). Transport errors and redirects raise Unhealthy."""
         url = self.url + path
         start = time.monotonic()
+        deadline = Deadline(self.timeout)
         try:
-            try:
-                resp = self.request.get(url)
-                code, body = resp.status, resp.read(_BODY_LIMIT)
-            except urllib.error.HTTPError as e:
-                # An error answer may come without a body to read.
-                code, body = e.code, e.read(_BODY_LIMIT) if e.fp else b""
+            code, location, body = self._fetch(path, deadline)
         except Exception as e:  # pylint: disable=broad-except
             # Any failure below HTTP (refused, reset, TLS, timeout, garbage) is a finding, not a crash.
-            raise classify_error(e, url, self.timeout) from e
+            if deadline.expired:
+                raise Unhealthy("timeout", timeout_msg(url, self.timeout)) from e
+            raise classify_error(e, url, self.timeout, proxy=self.proxy_where) from e
         finally:
+            deadline.cancel()
             latency[key] = round((time.monotonic() - start) * 1000.0, 1)
-        return code, body.decode("utf-8", "replace") if body else ""
+        if 300 <= code < 400:
+            raise self._redirect(url, code, location)
+        if code == 407:
+            raise Unhealthy(
+                "auth_required",
+                "The proxy %s answered 407: it requires a login. Put the user and password in the proxy URL "
+                "(http_proxy), or set use_proxy=false or no_proxy to reach the server directly." % self.proxy_where,
+            )
+        return code, self._scrub(body.decode("utf-8", "replace")) if body else ""
+
+    def _scrub(self, text):
+        """text with the credentials masked, should a server echo them in an answer that msg quotes."""
+        for secret in (self._password, (self.auth_headers_for(self.url).get("Authorization") or "")[6:]):
+            if secret:
+                text = text.replace(secret, "********")
+        return text
+
+    def _redirect(self, url, code, location):
+        if location:
+            # A relative Location is resolved against the request, as a client following it would.
+            where = "to %s" % excerpt(redact_url(urllib.parse.urljoin(url, location.strip())), 120)
+        else:
+            where = "without a Location"
+        return Unhealthy(
+            "redirect",
+            "%s answered %s %s; the module does not follow redirects (they could lead the credentials or the "
+            "probe elsewhere): point url at the server itself, e.g. the address the redirect names if it is "
+            "yours." % (url, code, where),
+        )
 
     def _forbidden_host(self, body):
         return Unhealthy(
@@ -200,15 +531,34 @@ class HealthProbe(object):
         )
 
     def _auth(self, url, code):
+        if code == 401 and self.username:
+            return Unhealthy(
+                "auth_required",
+                f"{url} answered 401 to user '{self.username}': the password is wrong or the user does not "
+                "exist. Check url_username and url_password against the server's users (MLflow basic-auth).",
+            )
+        if code == 401 and self.given_authorization:
+            return Unhealthy(
+                "auth_required",
+                f"{url} answered 401 to the Authorization header given in headers: the credentials are wrong. "
+                "Fix that header, or set url_username and url_password instead.",
+            )
         if code == 401:
             return Unhealthy(
                 "auth_required",
-                "%s answered 401: the server requires a login. Set url_username and url_password." % url,
+                f"{url} answered 401 without credentials: the server requires a login. Set url_username and "
+                "url_password.",
+            )
+        if self.username:
+            return Unhealthy(
+                "auth_required",
+                f"{url} answered 403: user '{self.username}' is not permitted to read experiments. Grant it "
+                "READ permission or use another account.",
             )
         return Unhealthy(
             "auth_required",
-            "%s answered 403: the user url_username is not permitted to read experiments. Grant it READ "
-            "permission or use another account." % url,
+            f"{url} answered 403 without credentials: the server refuses anonymous reads. Set url_username and "
+            "url_password for an account permitted to read experiments.",
         )
 
     def _check_health(self, latency):

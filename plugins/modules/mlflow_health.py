@@ -25,12 +25,17 @@ description:
     no container runs), it probes every 0.1 seconds instead, since such a probe costs the server nothing. So it
     notices a starting server within about 0.1 seconds, whatever the O(interval).
   - C(unreachable), C(timeout) and C(api_error) answers are retried until O(wait_timeout), since a starting or
-    restarting server gives them. C(not_mlflow), C(forbidden_host), C(auth_required), C(version_mismatch) and
-    C(tls_error) are configuration errors that waiting does not fix, so the wait ends early when two probes in a
-    row give the same one of them. One such answer alone does not end it, because a server being replaced may
-    give it once.
+    restarting server gives them. C(not_mlflow), C(forbidden_host), C(auth_required), C(version_mismatch),
+    C(tls_error) and C(redirect) are configuration errors that waiting does not fix, so the wait ends early when
+    two probes in a row give the same one of them. One such answer alone does not end it, because a server being
+    replaced may give it once.
   - Every result is reported as facts (RV(status), RV(version), RV(latency_ms)); the only prose is RV(msg), which
     names what to fix.
+  - The module never follows a redirect. A C(3xx) answer is reported as RV(status=redirect) with its
+    C(Location) in RV(msg), so neither the probe nor the credentials end up at another server.
+  - Credentials are sent only to the scheme, host and port of O(url), and the password is never returned.
+  - Each HTTP request must be done within O(timeout), from connecting to the last byte of the answer, so a
+    server that answers slowly, byte by byte, cannot hold the module longer.
   - The module only reads, so it never reports a change.
 author:
   - mlops.mlflow developers (@mlops)
@@ -54,11 +59,17 @@ options:
   url:
     description:
       - Base URL of the tracking server, including the C(--static-prefix) if the server uses one.
+      - Only C(http://) and C(https://) URLs with a host are accepted; any other scheme, or none, fails the
+        task before any request is made. So does a C(?query) or C(#fragment).
+      - Credentials in the URL (C(user:password@host)) are refused, and the password is masked in the result;
+        use O(url_username) and O(url_password) instead.
     type: str
     default: http://127.0.0.1:5000
   timeout:
     description:
-      - Seconds to wait for each single HTTP request. Fractions are allowed.
+      - Seconds each single HTTP request may take in total, from connecting (after the name lookup) to the last
+        byte of the answer. Fractions are allowed.
+      - A deadline, not a per-read timeout, so a server that trickles its answer cannot stretch it.
     type: float
     default: 10
   wait_timeout:
@@ -89,6 +100,9 @@ options:
       - User name for a server run with C(--app-name basic-auth) or behind a proxy with basic authentication.
       - The credentials are sent with the first request (force_basic_auth) instead of after a 401 challenge,
         which saves a round trip per request and also works with proxies that never challenge.
+      - They are sent only to the scheme, host and port of O(url); redirects are never followed.
+      - Takes precedence over an C(Authorization) entry in O(headers).
+      - When the server answers 401 with them, RV(status) is V(auth_required) and RV(msg) names the user.
     type: str
   url_password:
     description:
@@ -111,6 +125,16 @@ options:
       - MLflow version the server must run, for example V(3.17.2). A leading V(v) is ignored.
       - When the server runs another version, RV(status) is V(version_mismatch).
     type: str
+  use_proxy:
+    description:
+      - Send requests through the proxy named by the C(http_proxy) or C(https_proxy) environment variable of the
+        target host, unless C(no_proxy) exempts the host. As in M(ansible.builtin.uri).
+      - A loopback O(url) (C(localhost), C(127.0.0.0/8), C(::1)) never goes through a proxy, whatever this option
+        says; a proxy elsewhere cannot reach this machine's loopback, where an SSH tunnel also ends.
+      - Only C(http://) proxies are supported; C(https) URLs go through them with C(CONNECT), so the proxy sees
+        no credentials. For an C(http) URL the proxy relays the request, C(Authorization) header included.
+    type: bool
+    default: true
   check_api:
     description:
       - Also read through the REST API (C(GET /api/2.0/mlflow/experiments/search?max_results=1)).
@@ -125,7 +149,9 @@ options:
     type: bool
     default: true
 notes:
-  - Requests go through C(ansible.module_utils.urls), so the proxy environment variables of the target apply.
+  - Requests are made with Python's C(http.client), one connection per request, with TLS settings from
+    C(ansible.module_utils.urls). Unlike M(ansible.builtin.uri) the module reads no C(~/.netrc), never follows
+    redirects and never answers an authentication challenge from anywhere but O(url).
 seealso:
   - module: ansible.builtin.uri
   - name: MLflow tracking server
@@ -175,13 +201,14 @@ status:
   description:
     - V(ok) when healthy, otherwise what was wrong.
     - V(unreachable) nothing listens, or the connection is closed without an answer.
-    - V(timeout) a request took longer than O(timeout).
+    - V(timeout) a request, including reading its whole answer, took longer than O(timeout).
     - V(not_mlflow) something other than MLflow answers.
     - V(forbidden_host) MLflow refused the Host header (allowed hosts).
-    - V(auth_required) credentials are missing, wrong or lack permission.
+    - V(auth_required) credentials are missing, wrong or lack permission (401, or 403 on the API read).
     - V(version_mismatch) the server runs another version than O(expected_version).
     - V(api_error) the server answered with an HTTP error, or the API read failed.
     - V(tls_error) the TLS handshake or certificate verification failed.
+    - V(redirect) the server answered with a redirect (C(3xx)), which the module does not follow.
   returned: always
   type: str
   sample: ok
@@ -219,7 +246,7 @@ waited_s:
   type: float
   sample: 0.012
 url:
-  description: Base URL probed.
+  description: Base URL probed (O(url) without a trailing slash).
   returned: always
   type: str
   sample: http://127.0.0.1:5000
@@ -232,7 +259,12 @@ msg:
 
 # ansible-test (validate-modules) wants imports below DOCUMENTATION, EXAMPLES and RETURN.
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible_collections.mlops.mlflow.plugins.module_utils.mlflow_health import HealthProbe, wait_until_healthy  # noqa: E402
+from ansible_collections.mlops.mlflow.plugins.module_utils.mlflow_health import (  # noqa: E402
+    HealthProbe,
+    url_error,
+    url_secrets,
+    wait_until_healthy,
+)
 
 
 def main():
@@ -250,29 +282,40 @@ def main():
             host_header=dict(type="str"),
             expected_version=dict(type="str"),
             check_api=dict(type="bool", default=True),
+            use_proxy=dict(type="bool", default=True),
             fail_on_unhealthy=dict(type="bool", default=True),
         ),
         supports_check_mode=True,
     )
     p = module.params
+    # A password written into url is a secret too: Ansible masks no_log values everywhere in the result,
+    # including the module arguments it echoes back (invocation).
+    module.no_log_values.update(url_secrets(p["url"]))
+    error = url_error(p["url"])
+    if error:
+        module.fail_json(msg=error)
     for name in ("timeout", "interval"):
         if p[name] <= 0:
             module.fail_json(msg="%s must be above 0 seconds, got %s." % (name, p[name]))
     if p["wait_timeout"] < 0:
         module.fail_json(msg="wait_timeout must be 0 (probe once) or more seconds, got %s." % p["wait_timeout"])
 
-    probe = HealthProbe(
-        p["url"],
-        timeout=p["timeout"],
-        validate_certs=p["validate_certs"],
-        ca_path=p["ca_path"],
-        url_username=p["url_username"],
-        url_password=p["url_password"],
-        headers=p["headers"],
-        host_header=p["host_header"],
-        expected_version=p["expected_version"],
-        check_api=p["check_api"],
-    )
+    try:
+        probe = HealthProbe(
+            p["url"],
+            timeout=p["timeout"],
+            validate_certs=p["validate_certs"],
+            ca_path=p["ca_path"],
+            url_username=p["url_username"],
+            url_password=p["url_password"],
+            headers=p["headers"],
+            host_header=p["host_header"],
+            expected_version=p["expected_version"],
+            check_api=p["check_api"],
+            use_proxy=p["use_proxy"],
+        )
+    except ValueError as e:  # a proxy environment variable that is not an http:// proxy
+        module.fail_json(msg=str(e))
     result = wait_until_healthy(probe, p["wait_timeout"], p["interval"])
     result.update(url=probe.url, changed=False)
     if not result["healthy"] and p["fail_on_unhealthy"]:

@@ -12,6 +12,8 @@ __metaclass__ = type
 import json
 import os
 import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import mlflow
 import pytest
@@ -110,3 +112,79 @@ def test_ansible_cli_fails_with_forbidden_host(mlflow_server_narrow_hosts, ansib
     assert task["failed"] is True
     assert task["status"] == "forbidden_host"
     assert "--allowed-hosts" in task["msg"]
+
+
+PASSWORD = "pw-Zq81-never-shown"
+
+
+@pytest.fixture
+def recording_proxy(monkeypatch):
+    """A stand-in HTTP proxy on 127.0.0.1 named by every proxy variable; it records what reaches it."""
+    seen = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append(self.path)
+            self.send_error(502)
+
+        do_CONNECT = do_GET
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    url = "http://127.0.0.1:%d" % server.server_port
+    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY"):
+        monkeypatch.setenv(name, url)
+    for name in ("no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    yield seen
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("use_proxy", [True, False])
+def test_loopback_server_is_reached_directly_despite_proxy_variables(mlflow_server, recording_proxy, capsys, use_proxy):
+    rc, result = run_module(capsys, url=mlflow_server.url, use_proxy=use_proxy)
+    assert rc == 0, result["msg"]
+    assert result["status"] == "ok"
+    assert recording_proxy == []
+
+
+def test_ansible_cli_with_proxy_variables_probes_loopback_directly(
+    mlflow_server, recording_proxy, ansible_cli, collections_path, tmp_path
+):
+    rc, task = run_ansible(ansible_cli, collections_path, tmp_path, {"url": mlflow_server.url})
+    assert rc == 0, task.get("msg")
+    assert task["status"] == "ok"
+    assert recording_proxy == []
+
+
+def test_ansible_cli_refuses_credentials_in_url_and_never_shows_them(
+    mlflow_server, ansible_cli, collections_path, tmp_path
+):
+    url = "http://monitor:%s@127.0.0.1:%d" % (PASSWORD, mlflow_server.port)
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections_path, ANSIBLE_STDOUT_CALLBACK="json")
+    env["ANSIBLE_LOAD_CALLBACK_PLUGINS"] = "1"
+    command = [ansible_cli, "localhost", "-vvv", "-m", "mlops.mlflow.mlflow_health", "-a", json.dumps({"url": url})]
+    done = subprocess.run(command, cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode != 0
+    assert "url must not contain credentials" in done.stdout
+    assert PASSWORD not in done.stdout + done.stderr
+
+
+def test_ansible_cli_never_shows_url_password(mlflow_server, ansible_cli, collections_path, tmp_path):
+    # The server runs without authentication, so it ignores the credentials and answers healthy.
+    args = {"url": mlflow_server.url, "url_username": "monitor", "url_password": PASSWORD, "use_proxy": False}
+    rc, task = run_ansible(ansible_cli, collections_path, tmp_path, args)
+    assert rc == 0, task.get("msg")
+    assert task["status"] == "ok"
+    assert PASSWORD not in json.dumps(task)
+
+
+def test_scheme_other_than_http_fails_before_any_request(mlflow_server, capsys):
+    rc, result = run_module(capsys, url="ftp://127.0.0.1:%d" % mlflow_server.port)
+    assert rc == 1
+    assert "url must be an http:// or https:// URL" in result["msg"]

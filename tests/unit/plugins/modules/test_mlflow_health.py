@@ -13,6 +13,7 @@ import base64
 import fnmatch
 import http.client
 import json
+import re
 import shutil
 import socket
 import ssl
@@ -20,6 +21,7 @@ import subprocess
 import threading
 import time
 import urllib.error
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -40,12 +42,19 @@ API_PATH = "/api/2.0/mlflow/experiments/search?max_results=1"
 EXPERIMENTS = '{"experiments": [{"experiment_id": "0", "name": "Default"}]}'
 
 
-def run_module(capsys, **args):
-    """Return (exit code, result dict) of one module run."""
+def run_module_raw(capsys, **args):
+    """Return (exit code, everything the module printed, result dict) of one module run."""
     with patch_module_args(args):
         with pytest.raises(SystemExit) as exit_info:
             mlflow_health.main()
-    return exit_info.value.code, json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    return exit_info.value.code, captured.out + captured.err, json.loads(captured.out)
+
+
+def run_module(capsys, **args):
+    """Return (exit code, result dict) of one module run."""
+    rc, _output, result = run_module_raw(capsys, **args)
+    return rc, result
 
 
 def mlflow_like(version="3.17.2", allowed_hosts=None, api=(200, EXPERIMENTS)):
@@ -71,7 +80,7 @@ def serve():
     """Start a ThreadingHTTPServer on 127.0.0.1 whose answers come from respond(handler) -> (code, body[, headers])."""
     servers = []
 
-    def start(respond, port=0, context=None):
+    def start(respond, port=0, context=None, host="127.0.0.1"):
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):
                 self.server.requests.append((self.path, dict(self.headers)))
@@ -92,14 +101,14 @@ def serve():
             def log_message(self, *args):
                 pass
 
-        server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        server = ThreadingHTTPServer((host, port), Handler)
         server.daemon_threads = True
         server.requests = []
         server.release = threading.Event()  # set at teardown so no handler outlives the test
         if context:
             server.socket = context.wrap_socket(server.socket, server_side=True)
         threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        server.url = "%s://127.0.0.1:%d" % ("https" if context else "http", server.server_port)
+        server.url = "%s://%s:%d" % ("https" if context else "http", host, server.server_port)
         servers.append(server)
         return server
 
@@ -208,13 +217,33 @@ def test_host_in_headers_is_named_in_the_forbidden_host_message(serve, capsys):
     assert "'localhost:5000'" in result["msg"]
 
 
-def basic_auth(user, password):
-    """Like MLflow's basic-auth app: /health is open, everything else wants credentials."""
-    expected = "Basic " + base64.b64encode(("%s:%s" % (user, password)).encode()).decode()
+# What MLflow's basic-auth app answers without valid credentials (mlflow/server/auth/__init__.py).
+MLFLOW_401_BODY = (
+    "You are not authenticated. Please see "
+    "https://www.mlflow.org/docs/latest/auth/index.html#authenticating-to-mlflow on how to authenticate."
+)
+
+
+def basic_auth(user, password, without_permission=None):
+    """Like MLflow's basic-auth app: /health is open, everything else wants credentials.
+
+    Missing, wrong or unknown credentials get 401 with WWW-Authenticate: Basic realm="mlflow", as from MLflow;
+    the users in without_permission ({name: password}) get 403 "Permission denied" on the API read.
+    """
+    users = dict(without_permission or {}, **{user: password})
 
     def respond(handler):
-        if handler.path != "/health" and handler.headers.get("Authorization") != expected:
-            return 401, "You are not authenticated.", {"WWW-Authenticate": 'Basic realm="mlflow"'}
+        if handler.path == "/health":
+            return mlflow_like()(handler)
+        scheme, _sep, encoded = handler.headers.get("Authorization", "").partition(" ")
+        try:
+            name, _sep, given = base64.b64decode(encoded).decode().partition(":")
+        except ValueError:
+            name = given = None
+        if scheme != "Basic" or name not in users or users[name] != given:
+            return 401, MLFLOW_401_BODY, {"WWW-Authenticate": 'Basic realm="mlflow"'}
+        if name in (without_permission or {}) and handler.path == API_PATH:
+            return 403, "Permission denied"
         return mlflow_like()(handler)
 
     return respond
@@ -226,6 +255,55 @@ def test_missing_credentials_are_auth_required(serve, capsys):
     assert rc == 1
     assert result["status"] == "auth_required"
     assert "url_username" in result["msg"] and "401" in result["msg"]
+
+
+def test_missing_credentials_say_so_and_name_both_options(serve, capsys):
+    server = serve(basic_auth("monitor", "s3cret-pw"))
+    rc, result = run_module(capsys, url=server.url)
+    assert rc == 1 and result["status"] == "auth_required"
+    assert result["msg"].startswith(server.url + "/version answered 401 without credentials")
+    assert "set url_username and url_password" in result["msg"].lower()
+    # /health is open on MLflow's basic-auth app, so the 401 came from /version.
+    assert [path for path, _h in server.requests] == ["/health", "/version"]
+
+
+@pytest.mark.parametrize("user, password", [("monitor", "wrong-pw"), ("nobody", "s3cret-pw")])
+def test_wrong_credentials_name_the_user_and_not_the_password(serve, capsys, user, password):
+    server = serve(basic_auth("monitor", "s3cret-pw"))
+    rc, output, result = run_module_raw(capsys, url=server.url, url_username=user, url_password=password)
+    assert rc == 1 and result["status"] == "auth_required"
+    assert "answered 401 to user '%s': the password is wrong or the user does not exist" % user in result["msg"]
+    assert password not in output
+
+
+def test_authorization_given_in_headers_is_blamed_on_a_401(serve, capsys):
+    server = serve(basic_auth("monitor", "s3cret-pw"))
+    rc, result = run_module(capsys, url=server.url, headers={"Authorization": "Bearer expired-token"})
+    assert rc == 1 and result["status"] == "auth_required"
+    assert "Authorization header given in headers" in result["msg"]
+
+
+def test_url_username_replaces_an_authorization_header(serve, capsys):
+    server = serve(basic_auth("monitor", "s3cret-pw"))
+    rc, result = run_module(
+        capsys,
+        url=server.url,
+        url_username="monitor",
+        url_password="s3cret-pw",
+        headers={"authorization": "Bearer other"},
+    )
+    assert rc == 0 and result["healthy"]
+    assert all(h["Authorization"].startswith("Basic ") for _path, h in server.requests)
+    assert not any("Bearer" in value for _path, h in server.requests for value in h.values())
+
+
+def test_user_without_permission_is_named_on_a_403(serve, capsys):
+    server = serve(basic_auth("monitor", "s3cret-pw", without_permission={"reader": "reader-pw"}))
+    rc, output, result = run_module_raw(capsys, url=server.url, url_username="reader", url_password="reader-pw")
+    assert rc == 1 and result["status"] == "auth_required"
+    assert "answered 403: user 'reader' is not permitted to read experiments" in result["msg"]
+    assert result["version"] == "3.17.2"
+    assert "reader-pw" not in output
 
 
 def test_credentials_are_sent_with_the_first_request(serve, capsys):
@@ -498,6 +576,13 @@ def test_every_status_is_documented_in_return():
     assert PERSISTENT_STATUSES < set(STATUSES)
 
 
+def test_the_statuses_that_end_a_wait_early_are_documented():
+    description = yaml.safe_load(mlflow_health.DOCUMENTATION)["description"]
+    paragraph = next(line for line in description if "configuration errors" in line)
+    named = set(re.findall(r"C\((\w+)\)", paragraph.split("configuration errors")[0].split("gives them.")[1]))
+    assert named == set(PERSISTENT_STATUSES)
+
+
 @pytest.mark.parametrize(
     "url, expected",
     [
@@ -527,3 +612,427 @@ def test_transport_errors_are_classified(exc, status, words):
     found = classify_error(exc, "http://127.0.0.1:5000/health", 2.5)
     assert found.status == status
     assert words in found.msg
+
+
+# Redirects, where credentials go, proxies, the request deadline and which URLs are accepted.
+
+PASSWORD = "pw-Zq81-never-shown"
+
+
+def redirect_to(location, code=302, at="/health"):
+    """Answers like MLflow, except that path `at` answers `code` with Location: location."""
+
+    def respond(handler):
+        if handler.path == at:
+            return code, "", {"Location": location}
+        return mlflow_like()(handler)
+
+    return respond
+
+
+def recorder():
+    """A server that stands for another host: it records what reaches it and answers like MLflow."""
+    return mlflow_like()
+
+
+@pytest.mark.parametrize("code", [301, 302, 303, 307, 308])
+@pytest.mark.parametrize("at", ["/health", "/version", API_PATH])
+def test_redirect_is_reported_and_never_followed(serve, capsys, code, at):
+    other = serve(recorder())
+    server = serve(redirect_to(other.url + at, code=code, at=at))
+    rc, output, result = run_module_raw(
+        capsys, url=server.url, url_username="monitor", url_password=PASSWORD, wait_timeout=5, interval=0.1
+    )
+    assert rc == 1 and result["status"] == "redirect"
+    assert "%s%s answered %d to %s%s" % (server.url, at, code, other.url, at) in result["msg"]
+    assert "does not follow redirects" in result["msg"] and "point url at the server itself" in result["msg"]
+    # A persistent status: the second identical answer ends the wait.
+    assert result["attempts"] == 2
+    assert other.requests == []
+    assert PASSWORD not in output
+    # Credentials went to url itself, the only server asked.
+    assert all(h.get("Authorization", "").startswith("Basic ") for _path, h in server.requests)
+
+
+def test_redirect_to_another_host_leaks_no_credentials(serve, capsys):
+    # The second server records any Authorization header it receives; it must never be contacted at all.
+    other = serve(recorder())
+    server = serve(redirect_to("http://monitor:%s@127.0.0.1:%d/health" % (PASSWORD, other.server_port)))
+    rc, output, result = run_module_raw(capsys, url=server.url, url_username="monitor", url_password=PASSWORD)
+    assert rc == 1 and result["status"] == "redirect"
+    assert "answered 302 to http://127.0.0.1:%d/health" % other.server_port in result["msg"]
+    assert other.requests == []
+    assert not any("Authorization" in h for _path, h in other.requests)
+    assert PASSWORD not in output
+
+
+def test_relative_redirect_and_redirect_without_location(serve, capsys):
+    server = serve(redirect_to("/login?next=/health"))
+    _rc, result = run_module(capsys, url=server.url)
+    assert result["status"] == "redirect"
+    assert "answered 302 to %s/login?next=/health" % server.url in result["msg"]
+    server = serve(lambda handler: (302, ""))
+    _rc, result = run_module(capsys, url=server.url)
+    assert result["status"] == "redirect" and "302 without a Location" in result["msg"]
+
+
+def fake_proxy():
+    """An HTTP proxy stand-in: records each request (absolute URI and headers) and answers like MLflow."""
+
+    def respond(handler):
+        path = urllib.parse.urlsplit(handler.path)
+        handler.path = path.path + ("?" + path.query if path.query else "")
+        return mlflow_like()(handler)
+
+    return respond
+
+
+@pytest.fixture
+def proxy_env(monkeypatch):
+    """Point every proxy variable at url; no_proxy exempts nothing, so only the module's rule can bypass it."""
+
+    def point(url):
+        for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+            monkeypatch.setenv(name, url)
+        for name in ("no_proxy", "NO_PROXY"):
+            monkeypatch.delenv(name, raising=False)
+
+    return point
+
+
+@pytest.mark.parametrize("use_proxy", [True, False])
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+def test_loopback_url_never_goes_through_a_proxy(serve, capsys, proxy_env, use_proxy, host):
+    proxy = serve(fake_proxy())
+    proxy_env(proxy.url)
+    server = serve(mlflow_like())
+    url = "http://%s:%d" % (host, server.server_port)
+    rc, result = run_module(capsys, url=url, use_proxy=use_proxy, host_header="localhost:5000")
+    assert rc == 0 and result["healthy"], result["msg"]
+    assert proxy.requests == []
+    assert len(server.requests) == 3
+
+
+def test_use_proxy_sends_other_hosts_through_the_proxy(serve, capsys, proxy_env):
+    proxy = serve(fake_proxy())
+    proxy_env("http://squid:proxy-pw@127.0.0.1:%d" % proxy.server_port)
+    # Not resolvable (.invalid): only the proxy can answer for it.
+    rc, output, result = run_module_raw(
+        capsys, url="http://mlflow.invalid:5000", url_username="monitor", url_password=PASSWORD
+    )
+    assert rc == 0 and result["healthy"], result["msg"]
+    assert [path for path, _h in proxy.requests] == [
+        "http://mlflow.invalid:5000/health",
+        "http://mlflow.invalid:5000/version",
+        "http://mlflow.invalid:5000" + API_PATH,
+    ]
+    expected = "Basic " + base64.b64encode(b"squid:proxy-pw").decode()
+    assert all(h["Proxy-Authorization"] == expected for _path, h in proxy.requests)
+    assert all(h["Host"] == "mlflow.invalid:5000" for _path, h in proxy.requests)
+    assert PASSWORD not in output and "proxy-pw" not in output
+
+
+def local_address():
+    """A non-loopback IPv4 address of this machine, or None."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.1", 9))  # UDP: sends nothing, only picks the outgoing address
+            address = s.getsockname()[0]
+        except OSError:
+            return None
+    return None if address.startswith("127.") else address
+
+
+@pytest.mark.parametrize("use_proxy", [True, False])
+def test_use_proxy_false_reaches_a_non_loopback_address_directly(serve, capsys, proxy_env, use_proxy):
+    address = local_address()
+    if not address:
+        pytest.skip("this machine has no non-loopback IPv4 address")
+    try:
+        server = serve(mlflow_like(), host=address)
+    except OSError as e:
+        pytest.skip("cannot listen on %s: %s" % (address, e))
+    proxy = serve(fake_proxy())
+    proxy_env(proxy.url)
+    rc, result = run_module(capsys, url=server.url, use_proxy=use_proxy)
+    assert rc == 0 and result["healthy"], result["msg"]
+    if use_proxy:
+        assert len(proxy.requests) == 3 and server.requests == []
+    else:
+        assert proxy.requests == [] and len(server.requests) == 3
+
+
+@pytest.fixture
+def connect_proxy():
+    """A CONNECT proxy that tunnels every request to one target port on 127.0.0.1; records what it was sent."""
+    listeners = []
+
+    def start(target_port):
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        listeners.append(listener)
+        seen = []
+
+        def pipe(src, dst):
+            try:
+                while True:
+                    data = src.recv(65536)
+                    if not data:
+                        break
+                    dst.sendall(data)
+            except OSError:
+                pass
+            finally:
+                for sock in (src, dst):
+                    try:
+                        sock.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+
+        def tunnel(conn):
+            head = b""
+            while b"\r\n\r\n" not in head:
+                data = conn.recv(4096)
+                if not data:
+                    conn.close()
+                    return
+                head += data
+            seen.append(head.decode("latin-1"))
+            upstream = socket.create_connection(("127.0.0.1", target_port))
+            conn.sendall(b"HTTP/1.0 200 Connection established\r\n\r\n")
+            threading.Thread(target=pipe, args=(conn, upstream), daemon=True).start()
+            pipe(upstream, conn)
+
+        def loop():
+            while True:
+                try:
+                    conn = listener.accept()[0]
+                except OSError:
+                    return
+                threading.Thread(target=tunnel, args=(conn,), daemon=True).start()
+
+        threading.Thread(target=loop, daemon=True).start()
+        return "http://127.0.0.1:%d" % listener.getsockname()[1], seen
+
+    yield start
+    for listener in listeners:
+        listener.close()
+
+
+def test_https_goes_through_the_proxy_in_a_connect_tunnel(serve, certificate, capsys, proxy_env, connect_proxy):
+    server = serve(mlflow_like(), context=certificate[1])
+    proxy_url, seen = connect_proxy(server.server_port)
+    proxy_env(proxy_url)
+    rc, result = run_module(
+        capsys, url="https://mlflow.invalid", validate_certs=False, url_username="monitor", url_password=PASSWORD
+    )
+    assert rc == 0 and result["healthy"], result["msg"]
+    assert len(seen) == 3 and all(head.startswith("CONNECT mlflow.invalid:443 ") for head in seen)
+    # The credentials travel inside the TLS tunnel, never in the clear to the proxy.
+    assert not any("Authorization" in head or PASSWORD in head for head in seen)
+    assert all(h["Host"] == "mlflow.invalid" and h["Authorization"].startswith("Basic ") for _p, h in server.requests)
+
+
+def test_unusable_proxy_variable_fails_naming_use_proxy(capsys, proxy_env):
+    proxy_env("socks5://user:proxy-pw@127.0.0.1:1080")
+    rc, output, result = run_module_raw(capsys, url="http://mlflow.invalid:5000")
+    assert rc == 1
+    assert "use_proxy=false" in result["msg"] and "no_proxy" in result["msg"]
+    assert "proxy-pw" not in output
+
+
+def test_proxy_asking_for_a_login_is_auth_required(serve, capsys, proxy_env):
+    proxy = serve(lambda handler: (407, "Proxy Authentication Required", {"Proxy-Authenticate": 'Basic realm="p"'}))
+    proxy_env(proxy.url)
+    rc, result = run_module(capsys, url="http://mlflow.invalid:5000")
+    assert rc == 1 and result["status"] == "auth_required"
+    assert "proxy 127.0.0.1:%d answered 407" % proxy.server_port in result["msg"]
+
+
+@pytest.fixture
+def trickle_server():
+    """A TCP server on 127.0.0.1 that sends head at once, then trickle one byte every `every` seconds."""
+    stop = threading.Event()
+    listeners = []
+
+    def start(head, trickle, every=0.5):
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        listeners.append(listener)
+
+        def answer(conn):
+            with conn:
+                try:
+                    conn.recv(65536)
+                    conn.sendall(head)
+                    for i in range(len(trickle)):
+                        if stop.wait(every):
+                            return
+                        conn.sendall(trickle[i : i + 1])
+                except OSError:
+                    return  # the client gave up: what the test wants
+
+        def loop():
+            while True:
+                try:
+                    conn = listener.accept()[0]
+                except OSError:
+                    return
+                threading.Thread(target=answer, args=(conn,), daemon=True).start()
+
+        threading.Thread(target=loop, daemon=True).start()
+        return "http://127.0.0.1:%d" % listener.getsockname()[1]
+
+    yield start
+    stop.set()
+    for listener in listeners:
+        listener.close()
+
+
+@pytest.mark.parametrize(
+    "head, trickle",
+    [
+        # The status line and headers a byte at a time (about 40 s in all).
+        (b"", b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nOK"),
+        # Headers at once, then a body a byte at a time (about 32 s in all).
+        (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 64\r\n\r\n", b"O" * 64),
+    ],
+    ids=["headers", "body"],
+)
+def test_a_trickling_server_cannot_stretch_the_timeout(trickle_server, capsys, head, trickle):
+    url = trickle_server(head, trickle)
+    started = time.monotonic()
+    rc, result = run_module(capsys, url=url, timeout=2)
+    elapsed = time.monotonic() - started
+    assert rc == 1 and result["status"] == "timeout"
+    assert "timeout=2.0 s" in result["msg"]
+    # A socket timeout per read would never trip: each read gets a byte within 0.5 s.
+    assert elapsed < 5, elapsed
+    assert 1900 <= result["latency_ms"]["health"] < 5000
+
+
+def listener_without_service():
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.settimeout(0.2)
+    return listener
+
+
+def nobody_connected(listener):
+    try:
+        listener.accept()[0].close()
+    except socket.timeout:
+        return True
+    return False
+
+
+@pytest.mark.parametrize(
+    "url, words",
+    [
+        ("ftp://127.0.0.1:{port}/", "the scheme 'ftp'"),
+        ("file:///etc/passwd", "the scheme 'file'"),
+        ("127.0.0.1:{port}", "no scheme"),
+        ("localhost:{port}", "no scheme"),
+        ("//127.0.0.1:{port}", "no scheme"),
+        ("gopher://127.0.0.1:{port}", "the scheme 'gopher'"),
+    ],
+)
+def test_only_http_and_https_urls_are_probed(capsys, url, words):
+    listener = listener_without_service()
+    port = listener.getsockname()[1]
+    try:
+        rc, result = run_module(capsys, url=url.format(port=port))
+        assert nobody_connected(listener)
+    finally:
+        listener.close()
+    assert rc == 1 and "status" not in result
+    assert result["msg"].startswith("url must be an http:// or https:// URL")
+    assert words in result["msg"] and "Only the schemes http and https are allowed" in result["msg"]
+
+
+@pytest.mark.parametrize(
+    "url, words",
+    [
+        ("http://", "url has no host"),
+        ("http:///health", "url has no host"),
+        ("https://:5000", "url has no host"),
+        ("http://127.0.0.1:99999", "url has an invalid port"),
+        ("http://127.0.0.1:5000/?x=1", "without ?query or #fragment"),
+        ("http://[::1", "url is not a valid URL"),
+    ],
+)
+def test_url_without_a_usable_host_fails_before_any_request(capsys, url, words):
+    rc, result = run_module(capsys, url=url)
+    assert rc == 1 and "status" not in result
+    assert words in result["msg"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://monitor:{pw}@127.0.0.1:{port}",
+        "https://monitor:{pw}@127.0.0.1:{port}/prefix",
+        "monitor:{pw}@127.0.0.1:{port}",
+        "ftp://monitor:{pw}@127.0.0.1:{port}",
+        "http://{pw}@127.0.0.1:{port}",
+    ],
+)
+def test_credentials_in_url_are_refused_and_never_echoed(capsys, url):
+    listener = listener_without_service()
+    port = listener.getsockname()[1]
+    try:
+        rc, output, result = run_module_raw(capsys, url=url.format(pw=PASSWORD, port=port))
+        assert nobody_connected(listener)
+    finally:
+        listener.close()
+    assert rc == 1
+    assert "url" in result["msg"]
+    assert PASSWORD not in output
+    # Ansible echoes the module arguments (invocation): the password is masked there too.
+    assert "********" in result["invocation"]["module_args"]["url"]
+
+
+def test_credentials_in_url_refusal_names_the_options(capsys):
+    rc, output, result = run_module_raw(capsys, url="http://monitor:p%40ss-word@127.0.0.1:5000")
+    assert rc == 1
+    assert "url must not contain credentials" in result["msg"]
+    assert "url_username and url_password" in result["msg"]
+    assert "p%40ss-word" not in output and "p@ss-word" not in output
+
+
+def slow(handler):
+    handler.server.release.wait(10)
+    return 200, "OK"
+
+
+@pytest.mark.parametrize(
+    "respond, args, status",
+    [
+        (mlflow_like(), {}, "ok"),
+        (basic_auth("monitor", "other"), {}, "auth_required"),
+        (redirect_to("http://127.0.0.1:1/"), {}, "redirect"),
+        (slow, {"timeout": 0.3}, "timeout"),
+        (lambda handler: (500, "boom %s" % handler.headers.get("Authorization")), {}, "api_error"),
+        (mlflow_like(version="3.16.1"), {"expected_version": "3.17.2"}, "version_mismatch"),
+    ],
+)
+def test_the_password_appears_nowhere_in_the_output(serve, capsys, respond, args, status):
+    server = serve(respond)
+    rc, output, result = run_module_raw(
+        capsys, url=server.url, url_username="monitor", url_password=PASSWORD, wait_timeout=0.3, interval=0.1, **args
+    )
+    assert result["status"] == status
+    assert rc == (0 if status == "ok" else 1)
+    assert PASSWORD not in output
+    assert base64.b64encode(("monitor:" + PASSWORD).encode()).decode() not in output
+
+
+def test_unreachable_with_a_password_does_not_echo_it(capsys):
+    rc, output, result = run_module_raw(
+        capsys, url="http://127.0.0.1:%d" % free_port(), url_username="monitor", url_password=PASSWORD
+    )
+    assert rc == 1 and result["status"] == "unreachable"
+    assert PASSWORD not in output
