@@ -32,7 +32,8 @@ def test_the_gc_timer_purges_deleted_runs_and_their_artifacts_only(host, mlflow,
         90,
     )
     assert unit(host, "mlflow-gc.service", "Result") == "success"
-    assert wait_for(lambda: not host.file(artifacts).exists, 30)
+    # gc deletes the run's artifacts through the server; MLflow leaves the emptied folders.
+    assert host.check_output(f"find {artifacts} -type f") == ""
     assert_run_intact(mlflow, kept, tmp_path)
     for run in ledger:
         assert_run_intact(mlflow, run, tmp_path)
