@@ -1,16 +1,15 @@
 """Restore on its worst days: an emptied store, a corrupt live database, a deleted store
 directory, a fault in the middle of the swap and a failure after it. The data in the store
-is moved aside unread; a failure puts it back. Each case is timed (restore_times.json in
-the scenario's ephemeral directory, and printed with -s)."""
+is moved aside unread; a failure puts it back. Each case is timed, in
+.cache/logs/restore_times.json."""
 
 import json
-import os
 import time
-from pathlib import Path
 
 import pytest
 from conftest import (
     BROKEN_IMAGE,
+    PROJECT,
     NEW,
     NEW_VERSION,
     STORE,
@@ -26,7 +25,8 @@ from conftest import (
 )
 
 OLD_BACKUP = "/root/backup-2.22.1"  # copied aside by test_1 before retention could rotate it out
-TIMES = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/tmp")) / "restore_times.json"
+# Outside the scenario's ephemeral directory, which destroy removes.
+TIMES = PROJECT / ".cache" / "logs" / "restore_times.json"
 
 
 def timed_restore(host, case, extra):
@@ -35,6 +35,7 @@ def timed_restore(host, case, extra):
     seconds = round(time.monotonic() - started, 1)
     times = json.loads(TIMES.read_text()) if TIMES.exists() else {}
     times[case] = seconds
+    TIMES.parent.mkdir(parents=True, exist_ok=True)
     TIMES.write_text(json.dumps(times, indent=1))
     print(f"{case}: rc={result.rc} in {seconds} s")
     return result
