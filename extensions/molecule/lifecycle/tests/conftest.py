@@ -140,9 +140,7 @@ class PlaybookRun:
     def ran(self, task_name):
         """Whether a task of that name ran (not skipped) for the host."""
         # Role tasks are named "<role> : <task>" in the report.
-        return any(
-            name.split(" : ")[-1] == task_name and not result.get("skipped") for name, result in self.results()
-        )
+        return any(name.split(" : ")[-1] == task_name and not result.get("skipped") for name, result in self.results())
 
     @property
     def changed(self):

@@ -9,9 +9,9 @@ import time
 import pytest
 from conftest import (
     BROKEN_IMAGE,
-    PROJECT,
     NEW,
     NEW_VERSION,
+    PROJECT,
     STORE,
     assert_run_intact,
     backups,
