@@ -41,7 +41,9 @@ def readme_command(playbook):
 def run(clone, command, tmp_path):
     home = tmp_path / "home"
     home.mkdir(parents=True)
-    return subprocess.run(command, shell=True, cwd=clone, env=readme_env(home), capture_output=True, text=True)
+    return subprocess.run(
+        command, shell=True, cwd=clone, env=readme_env(home), capture_output=True, text=True, check=False
+    )
 
 
 def test_readme_backup_and_restore_commands_work_from_a_clone(host, clone, tmp_path):
