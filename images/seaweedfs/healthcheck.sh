@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Healthy when the S3 gateway answers and the volume server has joined the master
 # (until then, reads of stored objects fail for a second or two after a start).
 # bash's /dev/tcp, so the image needs no curl.
