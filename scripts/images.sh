@@ -5,6 +5,7 @@
 #   mlops/mlflow:<version>           the MLflow server (images/mlflow), also saved as an
 #                                    archive in .cache/images/ for the role's archive path;
 #                                    2.22.1 is the old version the lifecycle scenario upgrades from
+#   mlops/neighbour                  a LAN host with scapy, for the loopback probe (images/neighbour)
 # Usage: scripts/images.sh [mlflow-version ...]   (default 3.17.2 2.22.1)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -62,3 +63,4 @@ for version in "${versions[@]}"; do
   fi
 done
 rm -f "$root/images/mlflow/ca-certificates.crt"
+build mlops/neighbour "$root/images/neighbour"
