@@ -179,18 +179,43 @@ def test_lan_neighbour_gets_no_answer_from_mlflow_on_loopback(host):
         assert not neighbour.syn("127.0.0.1", 5000)
 
 
-def test_missing_iptables_stops_the_role_before_mlflow_changes_and_says_what_to_do(host):
+# An iptables that lets -C and -S through but refuses to insert a rule, first on PATH.
+REFUSING_IPTABLES = """#!/bin/sh
+case " $* " in *" -I "*) echo "iptables: simulated refusal to insert" >&2; exit 4;; esac
+exec /usr/sbin/iptables "$@"
+"""
+
+
+@pytest.mark.parametrize(
+    ("break_it", "undo", "reason"),
+    [
+        pytest.param(
+            "mv /usr/sbin/iptables /usr/sbin/iptables.hidden",
+            "mv /usr/sbin/iptables.hidden /usr/sbin/iptables",
+            "iptables could not be run (not installed, or not on PATH)",
+            id="no-iptables",
+        ),
+        pytest.param(
+            f"systemctl stop {GUARD} && printf '%s' '{REFUSING_IPTABLES}' >/usr/local/sbin/iptables"
+            " && chmod 755 /usr/local/sbin/iptables",
+            f"rm -f /usr/local/sbin/iptables && systemctl start {GUARD}",
+            f"Unable to start service {GUARD}",
+            id="insertion-refused",
+        ),
+    ],
+)
+def test_guard_that_cannot_be_installed_stops_the_role_before_mlflow_changes(host, break_it, undo, reason):
     role_logic_on_one_platform(host)
     before = _fingerprint(host)
-    # /usr/sbin/iptables is the alternatives link Docker and the guard both run.
-    host.check_output("mv /usr/sbin/iptables /usr/sbin/iptables.hidden")
+    host.check_output(break_it)
     try:
         result, report, failed = converge(host)
     finally:
-        host.check_output("mv /usr/sbin/iptables.hidden /usr/sbin/iptables")
+        host.check_output(undo)
     assert result.returncode != 0
     message = failed[-1]["msg"]
-    assert message.startswith("The loopback guard could not be installed"), failed
+    assert message.startswith("The loopback guard could not be installed: "), failed
+    assert reason in message
     for advice in ("Install iptables", "Docker Engine 28", "mlflow_server_loopback_guard: false"):
         assert advice in message
     assert report["stats"][host.backend.get_hostname()]["changed"] == 0
