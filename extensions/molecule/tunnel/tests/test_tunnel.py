@@ -1,10 +1,6 @@
 """Real tunnels from the controller to the target, with the ssh config the client role wrote."""
 
-import json
-import os
 import socket
-import subprocess
-import sys
 import urllib.request
 
 from conftest import (
@@ -14,8 +10,8 @@ from conftest import (
     CONFIG,
     KEY,
     SERVER_USER,
-    STORE,
     Tunnel,
+    assert_run_lands_on_the_server,
     port_is_free,
     ports,
     server_address,
@@ -24,28 +20,6 @@ from conftest import (
 )
 
 testinfra_hosts = ["tunnel-server"]
-
-LOG_RUN = """
-import json, sys, uuid, mlflow
-artifact = sys.argv[1]
-mlflow.set_experiment("tunnel-verify")
-with mlflow.start_run() as run:
-    mlflow.log_params({"optimizer": "adam", "learning_rate": "0.01"})
-    for step in range(3):
-        mlflow.log_metric("loss", 1.0 / (step + 1), step=step)
-    mlflow.log_artifact(artifact)
-print(json.dumps({"run_id": run.info.run_id, "tracking_uri": mlflow.get_tracking_uri()}))
-"""
-
-READ_RUN = """
-import json, sqlite3, sys
-db = sqlite3.connect("file:{store}/mlflow.db?mode=ro", uri=True)
-run = sys.argv[1]
-print(json.dumps({{
-    "params": sorted(db.execute("SELECT key, value FROM params WHERE run_uuid = ?", (run,)).fetchall()),
-    "metrics": db.execute("SELECT key, value, step FROM metrics WHERE run_uuid = ? ORDER BY step", (run,)).fetchall(),
-}}))
-"""
 
 
 def effective(alias):
@@ -95,22 +69,7 @@ def test_each_alias_has_its_own_forward():
 def test_runs_logged_through_the_tunnel_land_on_the_server(host, tunnel, tmp_path):
     port = ports()[0]
     tunnel(ALIAS)
-    artifact = tmp_path / "notes.txt"
-    artifact.write_text(f"sent through the tunnel on port {port}\n")
-    env = dict(os.environ, MLFLOW_TRACKING_URI=f"http://localhost:{port}", MLFLOW_HTTP_REQUEST_MAX_RETRIES="2")
-    logged = subprocess.run(
-        [sys.executable, "-c", LOG_RUN, str(artifact)], env=env, capture_output=True, text=True, check=False
-    )
-    assert logged.returncode == 0, logged.stderr
-    run = json.loads(logged.stdout.splitlines()[-1])
-    assert run["tracking_uri"] == f"http://localhost:{port}"
-
-    stored = json.loads(host.check_output(f"python3 -c '{READ_RUN.format(store=STORE)}' {run['run_id']}"))
-    assert stored["params"] == [["learning_rate", "0.01"], ["optimizer", "adam"]]
-    assert stored["metrics"] == [["loss", 1.0, 0], ["loss", 0.5, 1], ["loss", 1.0 / 3, 2]]
-    found = host.check_output(f"find {STORE}/mlruns -path '*{run['run_id']}*' -name notes.txt")
-    assert found, "the artifact is not under mlruns/ on the server"
-    assert host.file(found.splitlines()[0]).content_string == artifact.read_text()
+    assert_run_lands_on_the_server(host, port, tmp_path)
 
 
 def test_taken_local_port_makes_ssh_fail_loudly():
