@@ -45,7 +45,11 @@ def assert_run_intact(mlflow, run_id, artifact, tmp_path):
     assert open(fetched).read() == artifact.read_text()
 
 
-def test_store_modes_are_the_seeds(host):
+def test_store_is_private_and_keeps_the_seeds_modes_inside(host):
+    store = host.file(STORE)
+    assert store.mode == 0o700 and store.user == "root"
+    assert host.file(f"{STORE}/docker-compose.yml").mode == 0o600
+    assert host.file(f"{STORE}/.mlops-mlflow-store").exists
     assert host.file(f"{STORE}/mlflow.db").is_file
     assert host.file(f"{STORE}/mlflow.db").mode == 0o666
     assert host.file(f"{STORE}/mlruns").is_directory
@@ -151,7 +155,7 @@ def _fingerprint(host):
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        ("70000", "mlflow_server_port must be between 1 and 65535"),
+        ("70000", "mlflow_server_port must be a plain number between 1 and 65535"),
         ("not-a-port", "mlflow_server_port"),
     ],
 )
