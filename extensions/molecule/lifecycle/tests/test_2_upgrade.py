@@ -55,7 +55,7 @@ def test_the_image_schema_is_read_once_per_image(host):
     """A warm run reads what the role learned about the image; it starts no container for it."""
     result = run_playbook(host, "site.yml", NEW)
     assert result.rc == 0 and result.changed == 0, result.failures
-    assert not result.ran("Ask the image which schema revisions it knows")
+    assert not result.ran("Ask the image what it knows and has")
 
 
 def test_data_newer_than_the_image_is_refused_before_any_change(host):

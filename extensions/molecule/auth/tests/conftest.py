@@ -1,0 +1,128 @@
+"""Helpers for the auth tests: commands on the members' PC as ann or ben, the real mlflow
+client there through their own tunnels, MLflow's API on the server, and the users' playbooks.
+
+The test files run in name order on one server, each from the state the previous one left:
+MLflow 2.22.1 with authentication after converge, 3.17.2 from test_4 on."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
+from playbook import PROJECT, run_playbook  # noqa: F401  (the test files import them from here)
+
+PC = "mlflow-auth-pc"
+STORE = "/opt/mlflow"
+BACKUPS = "/var/backups/mlflow"
+ADMIN = "admin"
+FIRST_ADMIN_PASSWORD = "first-Admin-secret-7"
+SECOND_ADMIN_PASSWORD = "second-Admin-secret-8"
+PORTS = {"ann": 5001, "ben": 5002}
+LOGS = PROJECT / ".cache" / "logs"
+# Every HTTP answer the tests saw: (who, action, status), for the closing note's table.
+MATRIX = LOGS / "auth-matrix.json"
+
+
+def on_pc(user, command, env=None, check=True):
+    """A shell command on the members' PC as that member (their HOME, their files)."""
+    argv = ["docker", "exec", "-u", user, "-w", f"/home/{user}"]
+    for name, value in (env or {}).items():
+        argv += ["-e", f"{name}={value}"]
+    result = subprocess.run([*argv, PC, "sh", "-c", command], capture_output=True, text=True, check=False)
+    if check:
+        assert result.returncode == 0, f"{command}: {result.stdout[-2000:]}{result.stderr[-2000:]}"
+    return result
+
+
+class Tunnel:
+    """The member's own alias, opened with plain ssh -fN and closed with ssh -O exit."""
+
+    def __init__(self, user):
+        self.user = user
+
+    def __enter__(self):
+        on_pc(self.user, "ssh -o BatchMode=yes mlflowauth -fN")
+        return self
+
+    def __exit__(self, *exc):
+        on_pc(self.user, "ssh -O exit mlflowauth", check=False)
+
+
+MLFLOW = """
+import json, sys, mlflow
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+action, *args = sys.argv[1:]
+client = MlflowClient()
+def answer(call):
+    try:
+        value = call()
+        print(json.dumps({"status": 200, "value": value}))
+    except MlflowException as error:
+        print(json.dumps({"status": error.get_http_status_code(), "error": str(error)[:300]}))
+if action == "log":
+    def log():
+        experiment = mlflow.set_experiment(args[0]).experiment_id
+        with mlflow.start_run(experiment_id=experiment) as run:
+            mlflow.log_param("who", args[1])
+            mlflow.log_metric("loss", 0.5)
+        return {"run_id": run.info.run_id, "experiment_id": experiment}
+    answer(log)
+elif action == "read":
+    answer(lambda: client.get_run(args[0]).data.params)
+elif action == "write":
+    answer(lambda: client.log_metric(args[0], "intruder", 1.0))
+elif action == "create":
+    answer(lambda: client.create_experiment(args[0]))
+"""
+
+
+def mlflow_as(user, action, *args):
+    """The real mlflow client on the PC as the member, through their tunnel, with only
+    MLFLOW_TRACKING_URI set: the login comes from their ~/.mlflow/credentials."""
+    env = {"MLFLOW_TRACKING_URI": f"http://localhost:{PORTS[user]}", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
+    quoted = " ".join(f"'{arg}'" for arg in (action, *args))
+    result = on_pc(user, f"python - {quoted} <<'EOF'\n{MLFLOW}\nEOF", env=env)
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    record(user, f"{action} {' '.join(args)}".strip(), answer["status"])
+    return answer
+
+
+def api(host, path, user=None, password=None, method="GET", body=None):
+    """MLflow's API from the server itself (127.0.0.1:5000); returns (status, parsed body)."""
+    script = f"""
+import base64, json, urllib.request, urllib.error
+data = {json.dumps(body).encode() if body is not None else None!r}
+headers = {{"Host": "localhost:5000", "Content-Type": "application/json"}}
+request = urllib.request.Request("http://127.0.0.1:5000{path}", method={method!r}, data=data, headers=headers)
+if {user!r}:
+    request.add_header("Authorization", "Basic " + base64.b64encode(({user!r} + ":" + {password!r}).encode()).decode())
+try:
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        status, text = answer.status, answer.read().decode()
+except urllib.error.HTTPError as error:
+    status, text = error.code, error.read().decode()
+print(json.dumps({{"status": status, "text": text[:2000]}}))
+"""
+    result = json.loads(host.check_output(f"python3 -c {json.dumps(script)}"))
+    try:
+        parsed = json.loads(result["text"])
+    except ValueError:
+        parsed = result["text"]
+    return result["status"], parsed
+
+
+def record(who, action, status):
+    LOGS.mkdir(parents=True, exist_ok=True)
+    rows = json.loads(MATRIX.read_text()) if MATRIX.exists() else []
+    rows.append([who, action, status])
+    MATRIX.write_text(json.dumps(rows, indent=0))
+
+
+@pytest.fixture(scope="session")
+def ledger():
+    """What the tests logged and must find again after rotation, restore and upgrade."""
+    return {}

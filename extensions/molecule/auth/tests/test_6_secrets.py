@@ -1,0 +1,90 @@
+"""No secret in Ansible's output (-v included), the Compose file, a command line, `docker
+inspect`, or any file a non-root account can read, on the server or the members' PC."""
+
+import json
+import os
+import subprocess
+
+from conftest import FIRST_ADMIN_PASSWORD, LOGS, PC, PROJECT, SECOND_ADMIN_PASSWORD, STORE, on_pc
+
+REPORT = LOGS / "auth-leaks.txt"
+
+
+def secrets(host):
+    found = {
+        "first admin password": FIRST_ADMIN_PASSWORD,
+        "second admin password": SECOND_ADMIN_PASSWORD,
+        "Flask session key": host.check_output(f"cat {STORE}/secrets/flask_secret_key").strip(),
+    }
+    ann = subprocess.run(
+        ["docker", "exec", PC, "sed", "-n", "s/^mlflow_tracking_password *= *//p", "/home/ann/.mlflow/credentials"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    found["ann's MLflow password"] = ann
+    assert all(len(value) >= 12 for value in found.values()), "a secret was not found where it is kept"
+    return found
+
+
+def verbose_runs():
+    """site.yml and onboard.yml with -v, as an admin would run them when something looks wrong."""
+    env = {"PATH": os.environ["PATH"], "HOME": "/tmp", "LANG": "C.UTF-8", "ANSIBLE_NOCOLOR": "1"}
+    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
+    extra = json.dumps({"mlflow_server_auth_admin_password": SECOND_ADMIN_PASSWORD})
+    out = ""
+    for playbook in ("site.yml", "onboard.yml"):
+        run = subprocess.run(
+            ["ansible-playbook", "-v", f"playbooks/{playbook}", "-i", inventory, "-e", extra],
+            cwd=PROJECT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert run.returncode == 0, run.stdout[-3000:]
+        out += run.stdout + run.stderr
+    return out
+
+
+def test_no_secret_leaks_anywhere_a_user_or_a_log_could_see_it(host):
+    found = secrets(host)
+    places = {
+        "ansible-playbook -v site.yml and onboard.yml": verbose_runs(),
+        "the Compose file": host.file(f"{STORE}/docker-compose.yml").content_string,
+        "ps on the server (every process, the containers' too)": host.check_output("ps -eo args"),
+        "docker inspect of the MLflow container": host.check_output("docker inspect mlflow-server"),
+    }
+    patterns = " ".join(f"-e {json.dumps(value)}" for value in found.values())
+    # As nobody: every file on the server a non-root account can read.
+    readable = host.run(f"runuser -u nobody -- grep -rlF {patterns} / --exclude-dir=proc --exclude-dir=sys 2>/dev/null")
+    places["files on the server readable by nobody"] = readable.stdout
+    on_the_pc = subprocess.run(
+        [
+            "docker",
+            "exec",
+            "-u",
+            "nobody",
+            PC,
+            "sh",
+            "-c",
+            f"grep -rlF {patterns} / --exclude-dir=proc --exclude-dir=sys 2>/dev/null; true",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    places["files on the members' PC readable by nobody"] = on_the_pc.stdout
+    places["ben reading ann's files"] = on_pc("ben", "cat /home/ann/.mlflow/credentials 2>&1; true").stdout
+    leaks = [f"{what} in {where}" for where, text in places.items() for what, value in found.items() if value in text]
+    REPORT.parent.mkdir(parents=True, exist_ok=True)
+    REPORT.write_text(
+        "Searched for: "
+        + ", ".join(found)
+        + "\nIn: "
+        + "; ".join(places)
+        + "\nFound: "
+        + ("; ".join(leaks) or "none")
+        + "\n"
+    )
+    assert leaks == []
