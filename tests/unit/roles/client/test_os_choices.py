@@ -130,7 +130,7 @@ def ssh_g(config, alias):
     assert result.returncode == 0, result.stderr
     options = {}
     for line in result.stdout.splitlines():
-        name, _, value = line.partition(" ")
+        name, value = line.split(" ", 1) if " " in line else (line, "")
         options.setdefault(name, []).append(value)
     return options
 
