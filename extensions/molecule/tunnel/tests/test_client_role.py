@@ -87,7 +87,7 @@ SECRET = "never-shown-password-1234"
         ({"mlflow_client_ssh_port": "ssh"}, "argument 'mlflow_client_ssh_port' is of type str"),
         ({"mlflow_client_ssh_port": "22\n"}, "mlflow_client_ssh_port must be between 1 and 65535, in digits only"),
         (
-            {"mlflow_client_server_alive_interval": "30\nProxyCommand touch " + WITNESS},
+            {"mlflow_client_server_alive_interval": "30\n"},
             "mlflow_client_server_alive_interval must be",
         ),
         ({"mlflow_client_hostname": ""}, "mlflow_client_hostname must be the server's DNS name or IP address"),

@@ -186,9 +186,11 @@ def test_tunnel_life_open_check_log_close_reopen(host, tmp_path):
         assert t.tunnel("close", ALIAS).returncode == 0
     finally:
         mlflow_tunnel("close", ALIAS)
-        transcript = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "tunnel-transcript.txt"
-        transcript.write_text("\n".join(t.lines) + "\n")
-        print(transcript.read_text())
+        # Also under .cache/logs, which outlives `molecule test`'s destroy.
+        logs = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"]) / ".cache" / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        for directory in (Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]), logs):
+            (directory / "tunnel-transcript.txt").write_text("\n".join(t.lines) + "\n")
     assert port_is_free(port)
 
 
