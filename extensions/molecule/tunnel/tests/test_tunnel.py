@@ -152,7 +152,9 @@ def test_tunnel_life_open_check_log_close_reopen(host, tmp_path):
         status = t.tunnel("status", ALIAS)
         assert status.returncode == 0
         assert status.stdout.startswith(f"running: ssh tunnel {ALIAS} (pid ")
-        check = t.run(f"ssh -O check {ALIAS}", ["ssh", "-F", str(CONFIG), "-O", "check", ALIAS])
+        check = t.run(
+            f'ssh -F "$MLFLOW_TUNNEL_SSH_CONFIG" -O check {ALIAS}', ["ssh", "-F", str(CONFIG), "-O", "check", ALIAS]
+        )
         assert check.returncode == 0 and "Master running" in check.stderr
 
         artifact = tmp_path / "notes.txt"
@@ -177,7 +179,9 @@ def test_tunnel_life_open_check_log_close_reopen(host, tmp_path):
         assert port_is_free(port)
         status = t.tunnel("status", ALIAS)
         assert status.returncode == 3 and status.stdout.startswith("not running")
-        check = t.run(f"ssh -O check {ALIAS}", ["ssh", "-F", str(CONFIG), "-O", "check", ALIAS])
+        check = t.run(
+            f'ssh -F "$MLFLOW_TUNNEL_SSH_CONFIG" -O check {ALIAS}', ["ssh", "-F", str(CONFIG), "-O", "check", ALIAS]
+        )
         assert check.returncode != 0
 
         reopened = t.tunnel("open", ALIAS)
