@@ -178,7 +178,7 @@ def main():
         figures["counts"] = manifest["counts"]
 
         figures["restore_s"] = round(
-            playbook(workdir, REPO / "playbooks/restore.yml", {**new, "mlflow_restore_from": name}), 1
+            playbook(workdir, REPO / "playbooks/restore.yml", {**new, "mlflow_server_restore_from": name}), 1
         )
     finally:
         if not args.keep:

@@ -24,9 +24,11 @@ if [ "$(cat .venv/.stamp 2>/dev/null)" != "$stamp" ]; then
   echo "$stamp" > .venv/.stamp
 fi
 
-# Ansible looks for collections beside the playbook it runs, so site.yml at the
-# root finds this checkout as mlops.mlflow through collections/ (git-ignored).
-mkdir -p collections/ansible_collections/mlops
+# Ansible looks for collections beside the playbook it runs, so the playbooks at the
+# root and in playbooks/ find this checkout as mlops.mlflow through a collections/
+# folder beside them (git-ignored links), before any copy installed elsewhere.
+mkdir -p collections/ansible_collections/mlops playbooks/collections/ansible_collections/mlops
 ln -sfn ../../.. collections/ansible_collections/mlops/mlflow
+ln -sfn ../../../.. playbooks/collections/ansible_collections/mlops/mlflow
 
 bash scripts/images.sh "$@"

@@ -27,6 +27,8 @@ BACKUPS = "/var/backups/mlflow"
 OLD_VERSION = "2.22.1"
 NEW_VERSION = "3.17.2"
 BROKEN_IMAGE = "mlops/mlflow:3.17.2-broken-upgrade"
+# What the runs before the upgrade ask for: the inventory's 2.22.1, loaded already.
+OLD = {"mlflow_server_image": f"mlops/mlflow:{OLD_VERSION}", "mlflow_server_allowed_hosts": []}
 # What every run after the upgrade asks for (the inventory still says 2.22.1).
 NEW = {
     "mlflow_server_image": f"mlops/mlflow:{NEW_VERSION}",
@@ -132,34 +134,44 @@ class PlaybookRun:
         return [str(result["msg"]) for _task, result in self.results() if "msg" in result]
 
     @property
+    def warnings(self):
+        return [str(w) for _task, result in self.results() for w in result.get("warnings", [])]
+
+    def ran(self, task_name):
+        """Whether a task of that name ran (not skipped) for the host."""
+        # Role tasks are named "<role> : <task>" in the report.
+        return any(name.split(" : ")[-1] == task_name and not result.get("skipped") for name, result in self.results())
+
+    @property
     def changed(self):
         return self.report["stats"][self.host]["changed"]
 
 
+def readme_env(home):
+    """The environment a user's shell gives a README command: PATH and an empty HOME, nothing
+    Molecule set (its ANSIBLE_* variables, its copy of the collection under ~/.ansible)."""
+    return {"PATH": os.environ["PATH"], "HOME": str(home), "LANG": "C.UTF-8"}
+
+
 def run_playbook(host, playbook, extra=None, check=False):
-    """ansible-playbook playbooks/<playbook> against the target, JSON report back."""
+    """ansible-playbook playbooks/<playbook> -i <inventory> from the repo root, as the README
+    writes it, with only the output format added (a JSON report to read the results from)."""
     name = host.backend.get_hostname()
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
-        json.dump(extra or {}, handle)
-    command = [
-        "ansible-playbook",
-        "-i",
-        os.environ["MOLECULE_INVENTORY_FILE"],
-        str(PROJECT / "playbooks" / playbook),
-        "--limit",
-        name,
-        "-e",
-        f"@{handle.name}",
-    ] + (["--check"] if check else [])
-    env = {
-        **os.environ,
-        "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json",
-        "ANSIBLE_FORCE_COLOR": "0",
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_COLLECTIONS_PATH": f"{PROJECT / 'collections'}:{os.environ.get('ANSIBLE_COLLECTIONS_PATH', '')}",
-    }
-    result = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
-    os.unlink(handle.name)
+    with tempfile.TemporaryDirectory() as home:
+        extra_file = Path(home) / "extra.json"
+        extra_file.write_text(json.dumps(extra or {}))
+        command = [
+            "ansible-playbook",
+            f"playbooks/{playbook}",
+            "-i",
+            os.environ["MOLECULE_INVENTORY_FILE"],
+            "--limit",
+            name,
+            "-e",
+            f"@{extra_file}",
+        ] + (["--check"] if check else [])
+        env = {**readme_env(home), "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json", "ANSIBLE_NOCOLOR": "1"}
+        result = subprocess.run(command, capture_output=True, text=True, check=False, env=env, cwd=PROJECT)
     assert result.stdout.startswith("{"), result.stdout[:500] + result.stderr[-1500:]
     return PlaybookRun(result.returncode, json.loads(result.stdout), name, result.stderr)
 

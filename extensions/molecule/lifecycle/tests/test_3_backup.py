@@ -9,6 +9,7 @@ import requests
 from conftest import (
     BACKUPS,
     NEW,
+    STORE,
     Writer,
     backups,
     manifest,
@@ -81,21 +82,53 @@ def test_backup_under_load_is_consistent_and_the_writer_sees_no_error(host, mlfl
     assert acked_before <= len(steps) <= acked_after + 1
 
 
-def test_backup_keeps_the_newest_and_fetches_to_the_controller(host, tmp_path):
+def test_backup_keeps_the_newest_and_fetches_privately_to_the_controller(host, tmp_path):
     before = backups(host)
     assert len(before) >= 3
+    fetch_dir = tmp_path / "fetched"
     result = run_playbook(
-        host, "backup.yml", {**NEW, "mlflow_server_backup_keep": 2, "mlflow_server_backup_fetch_dir": str(tmp_path)}
+        host, "backup.yml", {**NEW, "mlflow_server_backup_keep": 2, "mlflow_server_backup_fetch_dir": str(fetch_dir)}
     )
     assert result.rc == 0, result.failures
     after = backups(host)
     [new] = sorted(set(after) - set(before))
     assert after == [before[-1], new]
     name = new.rsplit("/", 1)[1]
-    archive = tmp_path / host.backend.get_hostname() / f"{name}.tar.gz"
+    archive = fetch_dir / host.backend.get_hostname() / f"{name}.tar.gz"
     with tarfile.open(archive) as packed:
         [member] = [m for m in packed.getmembers() if m.name.endswith("manifest.json")]
         fetched = json.load(packed.extractfile(member))
     assert fetched == manifest(host, new)
-    assert not host.file(f"/var/tmp/{name}.tar.gz").exists
+    assert oct(archive.stat().st_mode & 0o777) == "0o600"
+    assert oct(archive.parent.stat().st_mode & 0o777) == "0o700"
+    assert oct(fetch_dir.stat().st_mode & 0o777) == "0o700"
+    assert host.check_output("ls -d /tmp/mlflow-backup-* 2>/dev/null || true") == ""
     assert host.file(BACKUPS).mode == 0o700
+    assert host.file(new).mode == 0o700
+
+
+def test_backups_after_the_runs_vanished_never_rotate_out_the_last_good_copy(host, mlflow):
+    """The bad day: the database is emptied (MLflow recreates its tables on start), then the
+    routine backups go on. The last backup holding runs survives the rotation; the first one
+    after the accident is marked and warned about."""
+    last_good = backups(host)[-1]
+    runs_before = manifest(host, last_good)["counts"]["runs_active"]
+    assert runs_before > 0
+    host.check_output(f"docker stop mlflow-server && : > {STORE}/mlflow.db && docker start mlflow-server")
+    assert wait_for(
+        lambda: host.run("docker inspect -f '{{.State.Health.Status}}' mlflow-server").stdout.strip() == "healthy", 180
+    )
+    warnings = []
+    for _routine in range(3):
+        result = run_playbook(host, "backup.yml", {**NEW, "mlflow_server_backup_keep": 1})
+        assert result.rc == 0, result.failures
+        warnings += result.warnings
+    remaining = backups(host)
+    assert last_good in remaining
+    marked = [b for b in remaining if manifest(host, b).get("anomaly")]
+    assert len(marked) == 1
+    assert manifest(host, marked[0])["anomaly"] == (
+        f"active runs fell from {runs_before} to 0 since the backup {last_good.rsplit('/', 1)[1]}"
+    )
+    assert remaining == sorted({last_good, marked[0], remaining[-1]})
+    assert any("is marked: active runs fell from" in warning for warning in warnings), warnings

@@ -12,7 +12,7 @@ CASES = [
         "port out of range",
         "site.yml",
         {"mlflow_server_port": 70000},
-        ["mlflow_server_port must be between 1 and 65535"],
+        ["mlflow_server_port must be a plain number between 1 and 65535"],
     ),
     (
         "relative store dir",
@@ -38,7 +38,12 @@ CASES = [
         {"mlflow_server_backup_dir": "/opt/mlflow/mlruns/backups"},
         ["mlflow_server_backup_dir must be an absolute path outside mlflow_server_store_dir"],
     ),
-    ("keep = 0", "backup.yml", {"mlflow_server_backup_keep": 0}, ["mlflow_server_backup_keep must be at least 1"]),
+    (
+        "keep = 0",
+        "backup.yml",
+        {"mlflow_server_backup_keep": 0},
+        ["mlflow_server_backup_keep must be a plain number of at least 1"],
+    ),
     ("unknown state", "site.yml", {"mlflow_server_state": "gone"}, ["mlflow_server_state", "present, absent"]),
     (
         "image reference with spaces",
@@ -50,19 +55,22 @@ CASES = [
     (
         "restore from a missing path",
         "restore.yml",
-        {"mlflow_restore_from": f"{BACKUPS}/20990101T000000Z-manual"},
-        ["mlflow_server_restore_from", "there is no backup at /var/backups/mlflow/20990101T000000Z-manual"],
+        {"mlflow_server_restore_from": f"{BACKUPS}/20990101T000000Z-manual"},
+        [
+            "mlflow_server_restore_from",
+            "/var/backups/mlflow/20990101T000000Z-manual does not exist or holds no manifest.json",
+        ],
     ),
     (
         "restore from a corrupt backup (a flipped byte)",
         "restore.yml",
-        {"mlflow_restore_from": CORRUPT},
+        {"mlflow_server_restore_from": CORRUPT},
         ["mlflow_server_restore_from", "has a changed mlflow.db (sha256 differs from the manifest)"],
     ),
     (
         "restore a newer-schema backup",
         "restore.yml",
-        {"mlflow_restore_from": NEWER_SCHEMA, "mlflow_server_image": f"mlops/mlflow:{OLD_VERSION}"},
+        {"mlflow_server_restore_from": NEWER_SCHEMA, "mlflow_server_image": f"mlops/mlflow:{OLD_VERSION}"},
         ["mlflow_server_restore_from", "written by MLflow 3.17.2, newer than MLflow 2.22.1 knows"],
     ),
     (
@@ -90,8 +98,8 @@ def corrupt_backup(host):
 @pytest.mark.parametrize(("case", "playbook", "extra", "fragments"), CASES, ids=[case[0] for case in CASES])
 def test_bad_input_is_refused_before_any_change(host, corrupt_backup, case, playbook, extra, fragments):
     extra = {**NEW, **extra}
-    if extra.get("mlflow_restore_from") == NEWER_SCHEMA:
-        extra["mlflow_restore_from"] = backups(host)[-1]
+    if extra.get("mlflow_server_restore_from") == NEWER_SCHEMA:
+        extra["mlflow_server_restore_from"] = backups(host)[-1]
     before = fingerprint(host)
     result = run_playbook(host, playbook, extra)
     assert result.rc != 0

@@ -8,8 +8,11 @@ import uuid
 
 import pytest
 import yaml
+from neighbour import Neighbour
 
 STORE = "/opt/mlflow"
+GUARD = "mlflow-loopback-guard.service"
+RULE = "PREROUTING -d 127.0.0.0/8 ! -i lo -j DROP"
 
 
 def wait_healthy(host, timeout=180):
@@ -42,7 +45,11 @@ def assert_run_intact(mlflow, run_id, artifact, tmp_path):
     assert open(fetched).read() == artifact.read_text()
 
 
-def test_store_modes_are_the_seeds(host):
+def test_store_is_private_and_keeps_the_seeds_modes_inside(host):
+    store = host.file(STORE)
+    assert store.mode == 0o700 and store.user == "root"
+    assert host.file(f"{STORE}/docker-compose.yml").mode == 0o600
+    assert host.file(f"{STORE}/.mlops-mlflow-store").exists
     assert host.file(f"{STORE}/mlflow.db").is_file
     assert host.file(f"{STORE}/mlflow.db").mode == 0o666
     assert host.file(f"{STORE}/mlruns").is_directory
@@ -102,34 +109,21 @@ def test_runs_survive_compose_down_up_and_container_removal(host, mlflow, tmp_pa
     assert_run_intact(mlflow, run_id, artifact, tmp_path / "after-rm")
 
 
-def _fingerprint(host):
-    return host.check_output(
-        f"sha256sum {STORE}/docker-compose.yml {STORE}/mlflow.db; docker inspect -f '{{{{.Id}}}}' mlflow-server"
-    )
+def role_logic_on_one_platform(host):
+    """Re-converging costs half a minute per run; tasks that do not depend on the engine run on debian13 only."""
+    if host.backend.get_hostname() != "debian13":
+        pytest.skip("role logic, the same on every platform: run on debian13")
 
 
-@pytest.mark.parametrize(
-    ("value", "message"),
-    [
-        ("70000", "mlflow_server_port must be between 1 and 65535"),
-        ("not-a-port", "mlflow_server_port"),
-    ],
-)
-def test_invalid_port_is_refused_before_any_change(host, value, message):
+def converge(host, *extra_vars):
+    """converge.yml on this host alone with the JSON callback: the result, the report, the failed outcomes."""
     name = host.backend.get_hostname()
-    before = _fingerprint(host)
-    converge = os.path.join(os.environ["MOLECULE_SCENARIO_DIRECTORY"], "converge.yml")
+    playbook = os.path.join(os.environ["MOLECULE_SCENARIO_DIRECTORY"], "converge.yml")
+    command = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], playbook, "--limit", name]
+    for extra in extra_vars:
+        command += ["-e", extra]
     result = subprocess.run(
-        [
-            "ansible-playbook",
-            "-i",
-            os.environ["MOLECULE_INVENTORY_FILE"],
-            converge,
-            "--limit",
-            name,
-            "-e",
-            f"mlflow_server_port={value}",
-        ],
+        command,
         capture_output=True,
         text=True,
         check=False,
@@ -140,7 +134,6 @@ def test_invalid_port_is_refused_before_any_change(host, value, message):
             "ANSIBLE_NOCOLOR": "1",
         },
     )
-    assert result.returncode != 0
     assert result.stdout.startswith("{"), result.stdout[:300] + result.stderr[-600:]
     report = json.loads(result.stdout)
     failed = [
@@ -150,6 +143,100 @@ def test_invalid_port_is_refused_before_any_change(host, value, message):
         for outcome in task["hosts"].get(name, {}).get("results", [task["hosts"].get(name, {})])
         if outcome.get("failed")
     ]
+    return result, report, failed
+
+
+def _fingerprint(host):
+    return host.check_output(
+        f"sha256sum {STORE}/docker-compose.yml {STORE}/mlflow.db; docker inspect -f '{{{{.Id}}}}' mlflow-server"
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("70000", "mlflow_server_port must be a plain number between 1 and 65535"),
+        ("not-a-port", "mlflow_server_port"),
+    ],
+)
+def test_invalid_port_is_refused_before_any_change(host, value, message):
+    before = _fingerprint(host)
+    result, report, failed = converge(host, f"mlflow_server_port={value}")
+    assert result.returncode != 0
     assert len(failed) == 1 and message in failed[0]["msg"], failed
-    assert report["stats"][name]["changed"] == 0
+    assert report["stats"][host.backend.get_hostname()]["changed"] == 0
     assert _fingerprint(host) == before
+
+
+def test_lan_neighbour_gets_no_answer_from_mlflow_on_loopback(host):
+    # Docker 20.10 (Debian 12) and 26.1 (Debian 13) answer a SYN that a host on the
+    # same segment sends to 127.0.0.1:5000 (moby/moby#45610); the role's guard drops it.
+    with Neighbour(host.backend.get_hostname()) as neighbour:
+        # Any answer from the target's LAN address (SYN-ACK or RST) shows the probe is wired.
+        assert neighbour.answer(neighbour.target_ip, 22) != "none"
+        assert not neighbour.syn("127.0.0.1", 5000)
+        host.check_output(f"systemctl stop {GUARD}")
+        try:
+            assert neighbour.syn("127.0.0.1", 5000), "without the guard this engine answers: the probe works"
+        finally:
+            host.check_output(f"systemctl start {GUARD}")
+        assert not neighbour.syn("127.0.0.1", 5000)
+
+
+# An iptables that lets -C and -S through but refuses to insert a rule, first on PATH.
+REFUSING_IPTABLES = """#!/bin/sh
+case " $* " in *" -I "*) echo "iptables: simulated refusal to insert" >&2; exit 4;; esac
+exec /usr/sbin/iptables "$@"
+"""
+
+
+@pytest.mark.parametrize(
+    ("break_it", "undo", "reason"),
+    [
+        pytest.param(
+            "mv /usr/sbin/iptables /usr/sbin/iptables.hidden",
+            "mv /usr/sbin/iptables.hidden /usr/sbin/iptables",
+            "iptables could not be run (not installed, or not on PATH)",
+            id="no-iptables",
+        ),
+        pytest.param(
+            f"systemctl stop {GUARD} && printf '%s' '{REFUSING_IPTABLES}' >/usr/local/sbin/iptables"
+            " && chmod 755 /usr/local/sbin/iptables",
+            f"rm -f /usr/local/sbin/iptables && systemctl start {GUARD}",
+            f"Unable to start service {GUARD}",
+            id="insertion-refused",
+        ),
+    ],
+)
+def test_guard_that_cannot_be_installed_stops_the_role_before_mlflow_changes(host, break_it, undo, reason):
+    role_logic_on_one_platform(host)
+    before = _fingerprint(host)
+    host.check_output(break_it)
+    try:
+        result, report, failed = converge(host)
+    finally:
+        host.check_output(undo)
+    assert result.returncode != 0
+    message = failed[-1]["msg"]
+    assert message.startswith("The loopback guard could not be installed: "), failed
+    assert reason in message
+    for advice in ("Install iptables", "Docker Engine 28", "mlflow_server_loopback_guard: false"):
+        assert advice in message
+    assert report["stats"][host.backend.get_hostname()]["changed"] == 0
+    assert _fingerprint(host) == before
+    assert host.run(f"iptables -t raw -C {RULE}").rc == 0
+
+
+def test_opting_out_reopens_the_hole_and_opting_in_closes_it(host):
+    role_logic_on_one_platform(host)
+    name = host.backend.get_hostname()
+    with Neighbour(name) as neighbour:
+        result, report, _failed = converge(host, "mlflow_server_loopback_guard=false")
+        assert result.returncode == 0, result.stderr[-600:]
+        assert not host.file(f"/etc/systemd/system/{GUARD}").exists
+        assert neighbour.syn("127.0.0.1", 5000), "with the guard off this engine answers the LAN"
+        result, report, _failed = converge(host)
+        assert result.returncode == 0, result.stderr[-600:]
+        assert report["stats"][name]["changed"] > 0
+        assert host.service(GUARD).is_enabled
+        assert not neighbour.syn("127.0.0.1", 5000)

@@ -7,6 +7,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,6 +22,8 @@ SHELL_ALIAS_B = "mlflowtunnel-b-shell"
 # mlflow-tunnel as the role installed it (molecule.yml puts it beside the stand-in home).
 HELPER = CLIENT / "bin" / "mlflow-tunnel"
 SERVER_USER = "alice"
+# The account of the second alias: a member with a login (access: shell).
+SHELL_USER = "sam"
 STORE = "/opt/mlflow"
 
 
@@ -107,6 +110,49 @@ def strip_blocks(text, aliases):
     return "".join(kept)
 
 
+LOG_RUN = """
+import json, sys, uuid, mlflow
+artifact = sys.argv[1]
+mlflow.set_experiment("tunnel-verify")
+with mlflow.start_run() as run:
+    mlflow.log_params({"optimizer": "adam", "learning_rate": "0.01"})
+    for step in range(3):
+        mlflow.log_metric("loss", 1.0 / (step + 1), step=step)
+    mlflow.log_artifact(artifact)
+print(json.dumps({"run_id": run.info.run_id, "tracking_uri": mlflow.get_tracking_uri()}))
+"""
+
+READ_RUN = """
+import json, sqlite3, sys
+db = sqlite3.connect("file:{store}/mlflow.db?mode=ro", uri=True)
+run = sys.argv[1]
+print(json.dumps({{
+    "params": sorted(db.execute("SELECT key, value FROM params WHERE run_uuid = ?", (run,)).fetchall()),
+    "metrics": db.execute("SELECT key, value, step FROM metrics WHERE run_uuid = ? ORDER BY step", (run,)).fetchall(),
+}}))
+"""
+
+
+def assert_run_lands_on_the_server(host, port, tmp_path):
+    """Log a run with the real mlflow client through the tunnel on local `port`; find it in the server's store."""
+    artifact = tmp_path / "notes.txt"
+    artifact.write_text(f"sent through the tunnel on port {port}\n")
+    env = dict(os.environ, MLFLOW_TRACKING_URI=f"http://localhost:{port}", MLFLOW_HTTP_REQUEST_MAX_RETRIES="2")
+    logged = subprocess.run(
+        [sys.executable, "-c", LOG_RUN, str(artifact)], env=env, capture_output=True, text=True, check=False
+    )
+    assert logged.returncode == 0, logged.stderr
+    run = json.loads(logged.stdout.splitlines()[-1])
+    assert run["tracking_uri"] == f"http://localhost:{port}"
+
+    stored = json.loads(host.check_output(f"python3 -c '{READ_RUN.format(store=STORE)}' {run['run_id']}"))
+    assert stored["params"] == [["learning_rate", "0.01"], ["optimizer", "adam"]]
+    assert stored["metrics"] == [["loss", 1.0, 0], ["loss", 0.5, 1], ["loss", 1.0 / 3, 2]]
+    found = host.check_output(f"find {STORE}/mlruns -path '*{run['run_id']}*' -name notes.txt")
+    assert found, "the artifact is not under mlruns/ on the server"
+    assert host.file(found.splitlines()[0]).content_string == artifact.read_text()
+
+
 class Tunnel:
     """`ssh -F <config> <alias> -fN`, with a control socket so exactly this tunnel is closed again.
 
@@ -116,9 +162,9 @@ class Tunnel:
         self.alias = alias
         self.socket = CLIENT / "tunnels" / f"{alias}.sock"
 
-    def open(self):
+    def open(self, *options):
         self.socket.parent.mkdir(exist_ok=True)
-        return ssh("-o", "ControlMaster=yes", "-o", f"ControlPath={self.socket}", self.alias, "-fN")
+        return ssh(*options, "-o", "ControlMaster=yes", "-o", f"ControlPath={self.socket}", self.alias, "-fN")
 
     def close(self):
         if self.socket.exists():
@@ -131,12 +177,12 @@ class Tunnel:
 
 @pytest.fixture
 def tunnel():
-    """Open a real tunnel for an alias; closed when the test ends."""
+    """Open a real tunnel for an alias (extra ssh options may follow); closed when the test ends."""
     opened = []
 
-    def _open(alias):
+    def _open(alias, *options):
         t = Tunnel(alias)
-        result = t.open()
+        result = t.open(*options)
         opened.append(t)
         assert result.returncode == 0, f"ssh {alias} -fN failed: {result.stderr}"
         return t
@@ -144,3 +190,13 @@ def tunnel():
     yield _open
     for t in opened:
         t.close()
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "reboots_target: restarts the target container; runs after every other test")
+
+
+def pytest_collection_modifyitems(items):
+    """Reboot the target last: Docker may hand a restarted container another bridge address,
+    and the member's ssh config written at converge names the old one."""
+    items.sort(key=lambda item: item.get_closest_marker("reboots_target") is not None)

@@ -1,14 +1,17 @@
-"""playbooks/onboard.yml reports each member's failure without hiding the others."""
+"""playbooks/onboard.yml: tunnel-only members by default, accounts it must not touch refused,
+the server's SSH port used, and each member's failure reported without hiding the others."""
 
 import json
 import os
 import socket
 import subprocess
+import time
 from pathlib import Path
 
-from conftest import KEY, port_is_free, ports
+from conftest import ALIAS, CONFIG, KEY, SERVER_USER, port_is_free, ports
 
 testinfra_hosts = ["tunnel-server"]
+TRANSCRIPT = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/tmp")) / "member_key.txt"
 
 
 def free_port():
@@ -17,7 +20,7 @@ def free_port():
         return s.getsockname()[1]
 
 
-def member(tmp_path, name, port, identity_file):
+def member(tmp_path, name, port=None, identity_file=KEY, **extra):
     home = tmp_path / name
     return {
         "name": name,
@@ -26,11 +29,180 @@ def member(tmp_path, name, port, identity_file):
         "server_user": name,
         "public_key": KEY.with_suffix(".pub").read_text().strip(),
         "host_alias": f"mlflow-{name}",
-        "local_port": port,
+        "local_port": port or free_port(),
         "identity_file": str(identity_file),
         "ssh_config_path": str(home / ".ssh" / "config"),
         "ssh_options": {"UserKnownHostsFile": str(home / "known_hosts")},
+        **extra,
     }
+
+
+def onboard(tmp_path, team, **extra_vars):
+    extra = tmp_path / "team.json"
+    extra.write_text(json.dumps({"mlflow_team": team, **extra_vars}))
+    result = subprocess.run(
+        [
+            "ansible-playbook",
+            "-i",
+            str(Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent),
+            "mlops.mlflow.onboard",
+            "-e",
+            f"@{extra}",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return result, result.stdout + result.stderr
+
+
+def ssh(*args, timeout=30):
+    """The member's own alias, as they would use it, without its tunnel (ClearAllForwardings)."""
+    command = ["ssh", "-F", str(CONFIG), "-o", "BatchMode=yes", "-o", "ClearAllForwardings=yes", *args]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+    with TRANSCRIPT.open("a") as out:
+        out.write(f"$ {' '.join(command[5:])}\n{result.stdout}{result.stderr}[exit {result.returncode}]\n\n")
+    return result
+
+
+def forward(target, timeout=20):
+    """ssh -N -L <port>:<target> through the member's alias; returns (local port, what the port gave, ssh's stderr)."""
+    port = free_port()
+    command = [
+        "ssh",
+        "-F",
+        str(CONFIG),
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "ClearAllForwardings=yes",
+        "-N",
+        "-L",
+        f"127.0.0.1:{port}:{target}",
+        ALIAS,
+    ]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while port_is_free(port) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+            host = "localhost:" + target.rsplit(":", 1)[1]
+            conn.sendall(f"GET /health HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
+            received = b""
+            try:
+                while chunk := conn.recv(4096):
+                    received += chunk
+            except OSError:
+                pass
+    finally:
+        process.terminate()
+        stderr = process.communicate(timeout=10)[1]
+    with TRANSCRIPT.open("a") as out:
+        out.write(f"$ {' '.join(command[5:])}   # then a request to 127.0.0.1:{port}\n")
+        out.write(f"{received[:60]!r}\n{stderr}\n")
+    return received, stderr
+
+
+def test_a_tunnel_only_key_forwards_to_mlflow_and_nothing_else():
+    TRANSCRIPT.write_text("What the key of a tunnel-only member can and cannot do (real ssh, its own alias):\n\n")
+    # Can: forward to MLflow on the server's loopback, by either name.
+    for target in ("localhost:5000", "127.0.0.1:5000"):
+        received, _stderr = forward(target)
+        assert received.startswith(b"HTTP/1.") and received.endswith(b"OK"), received
+    # Cannot: forward anywhere else, the server's own sshd included.
+    received, stderr = forward("localhost:22")
+    assert b"SSH-2.0" not in received
+    assert "administratively prohibited" in stderr
+    # Cannot: listen on the server (it could stand in for MLflow on its loopback).
+    result = ssh("-N", "-o", "ExitOnForwardFailure=yes", "-R", "127.0.0.1:0:localhost:22", ALIAS)
+    assert result.returncode != 0 and "remote port forwarding failed" in result.stderr
+    # Cannot: run a command or get a shell.
+    result = ssh(ALIAS, "id")
+    assert result.returncode != 0 and "This account is currently not available" in result.stdout + result.stderr
+    result = ssh("-tt", ALIAS)
+    assert result.returncode != 0 and "PTY allocation request failed" in result.stderr
+
+
+def test_the_member_account_is_marked_and_has_no_login_shell(host):
+    alice = host.user(SERVER_USER)
+    assert alice.shell == "/usr/sbin/nologin"
+    assert alice.gecos == "mlops.mlflow member alice"
+    assert "mlflow-members" in alice.groups
+    keys = host.file(f"/home/{SERVER_USER}/.ssh/authorized_keys").content_string.splitlines()
+    assert len(keys) == 1
+    assert keys[0].startswith(
+        'restrict,port-forwarding,permitopen="localhost:5000",permitopen="127.0.0.1:5000" ssh-ed25519 '
+    )
+
+
+def test_sshd_limits_the_members_group_to_local_forwards_to_mlflow(host):
+    effective = host.check_output(f"sshd -T -C user={SERVER_USER},host=pc,addr=192.0.2.9").lower().splitlines()
+    assert "allowtcpforwarding local" in effective
+    assert "permitlisten none" in effective
+    assert "permitopen localhost:5000 127.0.0.1:5000" in effective
+    assert "permittty no" in effective
+    # Everyone else keeps the server's defaults.
+    assert (
+        "allowtcpforwarding yes"
+        in host.check_output("sshd -T -C user=carol,host=pc,addr=192.0.2.9").lower().splitlines()
+    )
+
+
+def test_members_log_in_on_the_servers_ssh_port():
+    """The server is in the inventory with ansible_port 2222 (molecule.yml); its sshd listens there too."""
+    block = CONFIG.read_text()
+    assert "  Port 2222\n" in block
+
+
+def test_a_shell_member_gets_a_login_and_an_unrestricted_key(host, tmp_path):
+    result, out = onboard(tmp_path, [member(tmp_path, "hana", access="shell")])
+    assert result.returncode == 0, out[-3000:]
+    hana = host.user("hana")
+    assert hana.shell == "/bin/bash"
+    assert "mlflow-members" not in hana.groups
+    [key] = host.file("/home/hana/.ssh/authorized_keys").content_string.splitlines()
+    assert key.startswith("ssh-ed25519 ")
+
+
+def test_onboard_refuses_accounts_it_must_not_touch_before_any_change(host, tmp_path):
+    """root, system accounts, an existing account onboarding did not create, a key of two lines."""
+    before = {user: host.check_output(f"getent passwd {user}") for user in ("root", "daemon", "legacy")}
+    root_keys = host.run("cat /root/.ssh/authorized_keys").stdout
+    two_keys = (
+        KEY.with_suffix(".pub").read_text().strip()
+        + '\ncommand="/bin/sh" '
+        + KEY.with_suffix(".pub").read_text().strip()
+    )
+    team = [
+        member(tmp_path, "rooted", server_user="root"),
+        member(tmp_path, "sys", server_user="daemon"),
+        member(tmp_path, "old", server_user="legacy"),
+        member(tmp_path, "twokeys", public_key=two_keys),
+        member(tmp_path, "weird", access="admin"),
+    ]
+    result, out = onboard(tmp_path, team)
+    assert result.returncode != 0
+    assert "rooted: REFUSED before any change: server_user must be a lower-case account name other than root" in out
+    assert "sys: FAILED on the server: server_user daemon is a system account (uid 1)" in out
+    assert "old: FAILED on the server: server_user legacy is an existing account that onboarding did not create" in out
+    assert "twokeys: REFUSED before any change: public_key must be one OpenSSH public key on one line" in out
+    assert "weird: REFUSED before any change: access must be tunnel or shell" in out
+    assert "5 of 5 members were not onboarded" in out
+    assert {user: host.check_output(f"getent passwd {user}") for user in ("root", "daemon", "legacy")} == before
+    assert host.run("cat /root/.ssh/authorized_keys").stdout == root_keys
+    assert not host.user("twokeys").exists
+    assert not host.file("/home/legacy/.ssh/authorized_keys").exists
+
+
+def test_an_existing_account_may_be_used_when_allowed_and_keeps_its_shell(host, tmp_path):
+    before = host.check_output("getent passwd legacy")
+    result, out = onboard(
+        tmp_path, [member(tmp_path, "old", server_user="legacy")], mlflow_onboard_allow_existing_accounts=True
+    )
+    assert result.returncode == 0, out[-3000:]
+    assert host.check_output("getent passwd legacy") == before
+    assert host.file("/home/legacy/.ssh/authorized_keys").content_string.startswith("restrict,port-forwarding,")
 
 
 def test_onboard_reports_each_failing_member_and_keeps_the_others(host, tmp_path):
@@ -39,43 +211,28 @@ def test_onboard_reports_each_failing_member_and_keeps_the_others(host, tmp_path
     bob_port = ports()[1]
     assert port_is_free(bob_port)
     team = [
-        member(tmp_path, "dora", free_port(), KEY),
+        member(tmp_path, "dora"),
         # bob's local port is taken by another program.
-        member(tmp_path, "bob", bob_port, KEY),
-        # carol offers a key the server never saw.
-        member(tmp_path, "carol", free_port(), stranger),
+        member(tmp_path, "bob", bob_port),
+        # cora offers a key the server never saw.
+        member(tmp_path, "cora", identity_file=stranger),
         # gus's alias has a space in it.
-        {**member(tmp_path, "gus", free_port(), KEY), "host_alias": "mlflow gus"},
+        member(tmp_path, "gus", host_alias="mlflow gus"),
     ]
-    extra = tmp_path / "team.json"
-    extra.write_text(json.dumps({"mlflow_team": team}))
     squatter = socket.socket()
     squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     squatter.bind(("127.0.0.1", bob_port))
     squatter.listen()
     try:
-        result = subprocess.run(
-            [
-                "ansible-playbook",
-                "-i",
-                str(Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent),
-                "mlops.mlflow.onboard",
-                "-e",
-                f"@{extra}",
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        result, out = onboard(tmp_path, team)
     finally:
         squatter.close()
-    out = result.stdout + result.stderr
     assert result.returncode != 0
     assert "dora: OK. Next: on localhost as root run `ssh -F" in out
     assert "bob: FAILED at" in out and "Could not request local forwarding" in out
-    assert "carol: FAILED at" in out and "Permission denied" in out
+    assert "cora: FAILED at" in out and "Permission denied" in out
     assert "gus: FAILED at" in out and "mlflow_client_host_alias must be a non-empty name" in out
     assert "3 of 4 members were not onboarded" in out
     # The members' accounts were made on the server even where the tunnel failed.
-    for name in ("dora", "bob", "carol", "gus"):
+    for name in ("dora", "bob", "gus"):
         assert host.user(name).exists

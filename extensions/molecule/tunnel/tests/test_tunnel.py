@@ -15,10 +15,14 @@ from conftest import (
     CONFIG,
     HELPER,
     KEY,
+    LOG_RUN,
+    READ_RUN,
     SERVER_USER,
     SHELL_ALIAS_B,
+    SHELL_USER,
     STORE,
     Tunnel,
+    assert_run_lands_on_the_server,
     mlflow_tunnel,
     port_is_free,
     ports,
@@ -29,28 +33,6 @@ from conftest import (
 )
 
 testinfra_hosts = ["tunnel-server"]
-
-LOG_RUN = """
-import json, sys, uuid, mlflow
-artifact = sys.argv[1]
-mlflow.set_experiment("tunnel-verify")
-with mlflow.start_run() as run:
-    mlflow.log_params({"optimizer": "adam", "learning_rate": "0.01"})
-    for step in range(3):
-        mlflow.log_metric("loss", 1.0 / (step + 1), step=step)
-    mlflow.log_artifact(artifact)
-print(json.dumps({"run_id": run.info.run_id, "tracking_uri": mlflow.get_tracking_uri()}))
-"""
-
-READ_RUN = """
-import json, sqlite3, sys
-db = sqlite3.connect("file:{store}/mlflow.db?mode=ro", uri=True)
-run = sys.argv[1]
-print(json.dumps({{
-    "params": sorted(db.execute("SELECT key, value FROM params WHERE run_uuid = ?", (run,)).fetchall()),
-    "metrics": db.execute("SELECT key, value, step FROM metrics WHERE run_uuid = ? ORDER BY step", (run,)).fetchall(),
-}}))
-"""
 
 
 def effective(alias):
@@ -84,7 +66,8 @@ def test_ssh_reads_the_promised_options_despite_a_catch_all_host():
     options = effective(ALIAS)
     assert options["hostname"] == [server_address()]
     assert options["user"] == [SERVER_USER]
-    assert options["port"] == ["22"]
+    # The server's ansible_port (molecule.yml), which onboarding hands to members.
+    assert options["port"] == ["2222"]
     assert options["localforward"] == [f"[127.0.0.1]:{ports()[0]} [localhost]:5000"]
     assert options["exitonforwardfailure"] == ["yes"]
     assert options["serveraliveinterval"] == ["30"]
@@ -204,7 +187,7 @@ def test_a_shell_beside_the_tunnel_uses_the_shell_alias():
     assert opened.returncode == 0, opened.stderr
     try:
         shell = ssh(SHELL_ALIAS_B, "id -un")
-        assert (shell.returncode, shell.stdout.strip()) == (0, SERVER_USER)
+        assert (shell.returncode, shell.stdout.strip()) == (0, SHELL_USER)
         assert "Could not request local forwarding" not in shell.stderr
         # The tunnel is untouched by the session's end.
         assert mlflow_tunnel("status", ALIAS_B).returncode == 0
@@ -247,22 +230,7 @@ def test_an_interactive_session_that_holds_the_port_is_explained_not_cut_off():
 def test_runs_logged_through_the_tunnel_land_on_the_server(host, tunnel, tmp_path):
     port = ports()[0]
     tunnel(ALIAS)
-    artifact = tmp_path / "notes.txt"
-    artifact.write_text(f"sent through the tunnel on port {port}\n")
-    env = dict(os.environ, MLFLOW_TRACKING_URI=f"http://localhost:{port}", MLFLOW_HTTP_REQUEST_MAX_RETRIES="2")
-    logged = subprocess.run(
-        [sys.executable, "-c", LOG_RUN, str(artifact)], env=env, capture_output=True, text=True, check=False
-    )
-    assert logged.returncode == 0, logged.stderr
-    run = json.loads(logged.stdout.splitlines()[-1])
-    assert run["tracking_uri"] == f"http://localhost:{port}"
-
-    stored = json.loads(host.check_output(f"python3 -c '{READ_RUN.format(store=STORE)}' {run['run_id']}"))
-    assert stored["params"] == [["learning_rate", "0.01"], ["optimizer", "adam"]]
-    assert stored["metrics"] == [["loss", 1.0, 0], ["loss", 0.5, 1], ["loss", 1.0 / 3, 2]]
-    found = host.check_output(f"find {STORE}/mlruns -path '*{run['run_id']}*' -name notes.txt")
-    assert found, "the artifact is not under mlruns/ on the server"
-    assert host.file(found.splitlines()[0]).content_string == artifact.read_text()
+    assert_run_lands_on_the_server(host, port, tmp_path)
 
 
 def test_taken_local_port_makes_ssh_fail_loudly():
@@ -298,9 +266,6 @@ def test_member_key_is_authorized_for_the_server_account(host):
     assert KEY.with_suffix(".pub").read_text().split()[1] in keys.content_string
 
 
-def test_sshd_accepts_the_member_and_mlflow_stays_on_loopback(host):
-    result = ssh(ALIAS, "id -un")
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == SERVER_USER
+def test_mlflow_stays_on_loopback(host):
     listeners = [line.split()[3] for line in host.check_output("ss -ltnH").splitlines()]
     assert [a for a in listeners if a.endswith(":5000")] == ["127.0.0.1:5000"]

@@ -1,0 +1,480 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) mlops.mlflow developers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""An MLflow store on the server host: read it, back it up, check a backup, swap one in.
+
+A store directory holds the SQLite databases (mlflow.db, and basic_auth.db when MLflow's
+basic-auth app runs), their journal files, the served artifacts in mlruns/ and the Compose
+file. Everything here uses the standard library only (Python's sqlite3), so it runs on the
+host with Ansible's Python, and the unit tests run it against temporary SQLite files.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import re
+import shutil
+import sqlite3
+
+DB = "mlflow.db"
+AUTH_DB = "basic_auth.db"
+ARTIFACTS = "mlruns"
+COMPOSE = "docker-compose.yml"
+MANIFEST = "manifest.json"
+# The role writes this into every store it creates: only a directory that carries it may be purged.
+MARKER = ".mlops-mlflow-store"
+FORMAT = 2
+# SQLite keeps these beside a database; a stale one beside another database corrupts it.
+SIDE_FILES = ("-journal", "-wal", "-shm")
+DATABASES = (DB, AUTH_DB)
+# Backup folders: <UTC timestamp>-<label>; name order is age order.
+NAME_RE = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[a-z][a-z0-9-]*\Z")
+LABEL_RE = re.compile(r"^[a-z][a-z0-9-]{0,39}\Z")
+# Tables whose rows a backup counts; names come from here, never from input.
+TRACKING_TABLES = ("experiments", "runs", "metrics", "params", "tags")
+AUTH_TABLES = ("users", "experiment_permissions", "registered_model_permissions")
+# A drop of active runs by more than this share since the previous backup is an anomaly.
+DROP_SHARE = 0.5
+
+
+class StoreError(Exception):
+    """Something a user must fix; the message says what."""
+
+
+def utc_stamp(now=None):
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    return now.strftime("%Y%m%dT%H%M%SZ")
+
+
+def sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _table_exists(conn, name):
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone() is not None
+
+
+def _count(conn, table, where=""):
+    if not _table_exists(conn, table):
+        return 0
+    return conn.execute(f"SELECT count(*) FROM {table} {where}").fetchone()[0]  # noqa: S608 - names from constants
+
+
+def _revision(conn, table):
+    if not _table_exists(conn, table):
+        return None
+    row = conn.execute(f"SELECT version_num FROM {table}").fetchone()  # noqa: S608 - names from constants
+    return row[0] if row else None
+
+
+def tracking_facts(conn):
+    """Schema revision and row counts of an MLflow tracking database (None/0 when never served)."""
+    counts = {table: _count(conn, table) for table in TRACKING_TABLES}
+    # Runs gc can never remove: it only removes runs marked deleted.
+    counts["runs_active"] = _count(conn, "runs", "WHERE lifecycle_stage = 'active'")
+    return _revision(conn, "alembic_version"), counts
+
+
+def auth_facts(conn):
+    """Schema revision and counts of MLflow's basic-auth database."""
+    return _revision(conn, "alembic_version_auth"), {table: _count(conn, table) for table in AUTH_TABLES}
+
+
+def open_ro(path):
+    """A read-only connection that never creates the file and never writes a journal."""
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60)
+
+
+def integrity(conn):
+    return [row[0] for row in conn.execute("PRAGMA integrity_check").fetchall()]
+
+
+def count_files(root):
+    return sum(len(files) for _directory, _subdirs, files in os.walk(root)) if os.path.isdir(root) else 0
+
+
+def database_info(path, auth=False):
+    """What a database file holds, without changing it; a corrupt file is reported, not raised."""
+    info = {"exists": os.path.isfile(path), "size": 0, "schema_revision": None, "counts": {}, "error": None}
+    if not info["exists"]:
+        return info
+    info["size"] = os.path.getsize(path)
+    if info["size"] == 0:
+        return info
+    try:
+        conn = open_ro(path)
+        try:
+            revision, counts = (auth_facts if auth else tracking_facts)(conn)
+        finally:
+            conn.close()
+    except sqlite3.Error as error:
+        info["error"] = f"{os.path.basename(path)} cannot be read: {error}"
+        return info
+    info.update(schema_revision=revision, counts=counts)
+    return info
+
+
+def compose_image(path):
+    """The image the Compose file on disk runs, or None: the image that wrote the data."""
+    try:
+        with open(path) as handle:
+            for line in handle:
+                match = re.match(r"^\s+image:\s*\"?([^\s\"]+)\"?\s*$", line)
+                if match:
+                    return match.group(1)
+    except OSError:
+        return None
+    return None
+
+
+def store_info(store_dir):
+    """Facts about a store directory, read in one pass."""
+    info = {"exists": os.path.isdir(store_dir), "marker": os.path.isfile(os.path.join(store_dir, MARKER))}
+    info["db"] = database_info(os.path.join(store_dir, DB))
+    info["auth_db"] = database_info(os.path.join(store_dir, AUTH_DB), auth=True)
+    info["artifacts"] = count_files(os.path.join(store_dir, ARTIFACTS))
+    info["compose_image"] = compose_image(os.path.join(store_dir, COMPOSE))
+    return info
+
+
+# --- backups -----------------------------------------------------------------------------------
+
+
+def _snapshot(source, dest):
+    """SQLite's online backup (consistent while MLflow writes), then integrity_check of the copy."""
+    try:
+        src = sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=60)
+        dst = sqlite3.connect(dest)
+        try:
+            with dst:
+                src.backup(dst)
+            found = integrity(dst)
+        finally:
+            src.close()
+            dst.close()
+    except sqlite3.Error as error:
+        raise StoreError(
+            f"{source} cannot be copied: {error}. The live database is damaged; restore a backup "
+            "(playbooks/restore.yml), which moves the damaged files aside without reading them."
+        ) from error
+    if found != ["ok"]:
+        raise StoreError(f"integrity_check of the copy of {source} failed: {found[:3]}")
+
+
+def _files(root):
+    """{relative path: {sha256, size}} of every file below root."""
+    files = {}
+    for directory, _subdirs, names in os.walk(root):
+        for name in sorted(names):
+            path = os.path.join(directory, name)
+            files[os.path.relpath(path, root)] = {"sha256": sha256(path), "size": os.path.getsize(path)}
+    return files
+
+
+def _make_private(root):
+    """Copies keep their source's modes (mlflow.db is 0666); a backup is root's alone."""
+    for directory, subdirs, names in os.walk(root):
+        for name in subdirs:
+            os.chmod(os.path.join(directory, name), 0o700)
+        for name in names:
+            if not os.path.islink(os.path.join(directory, name)):
+                os.chmod(os.path.join(directory, name), 0o600)
+
+
+def list_backups(backup_dir):
+    """Finished backups (name order = age order), each {name, path, manifest} (manifest None if unreadable)."""
+    if not os.path.isdir(backup_dir):
+        return []
+    found = []
+    for name in sorted(os.listdir(backup_dir)):
+        path = os.path.join(backup_dir, name)
+        if NAME_RE.match(name) and os.path.isdir(path):
+            found.append({"name": name, "path": path, "manifest": read_manifest(path)})
+    return found
+
+
+def read_manifest(path):
+    try:
+        with open(os.path.join(path, MANIFEST)) as handle:
+            manifest = json.load(handle)
+        return manifest if isinstance(manifest, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def _active_runs(manifest):
+    counts = (manifest or {}).get("counts") or {}
+    # Format 1 manifests count all runs only.
+    return counts.get("runs_active", counts.get("runs", 0))
+
+
+def anomaly(previous, counts):
+    """Why a backup with these counts looks like an accident since the previous one, or None.
+
+    Only active runs count: gc removes runs marked deleted, never active ones, so a gc in
+    between explains no drop of them."""
+    if previous is None:
+        return None
+    before, now = _active_runs(previous), counts.get("runs_active", 0)
+    if before > 0 and now == 0:
+        return f"active runs fell from {before} to 0 since the backup {previous.get('name')}"
+    if before > 0 and now < before * (1 - DROP_SHARE):
+        return f"active runs fell by more than half, from {before} to {now}, since the backup {previous.get('name')}"
+    return None
+
+
+def create_backup(store_dir, backup_dir, label, mlflow_version=None, now=None):
+    """Back up the store into a new folder of backup_dir; return its manifest (without files) and path.
+
+    Databases first (online backup), then mlruns/: every artifact a backed-up run refers to is
+    in the backup. The folder is written as .<name>.partial, private from the first byte, and
+    renamed only when complete."""
+    if not LABEL_RE.match(label):
+        raise StoreError(f"backup label {label!r} must be lower-case letters, digits and '-'")
+    if not os.path.isdir(store_dir):
+        raise StoreError(f"there is no store directory {store_dir} to back up")
+    os.makedirs(backup_dir, mode=0o700, exist_ok=True)
+    name = f"{utc_stamp(now)}-{label}"
+    final = os.path.join(backup_dir, name)
+    partial = os.path.join(backup_dir, f".{name}.partial")
+    if os.path.exists(final):
+        raise StoreError(f"backup folder {final} exists already; wait a second and run it again")
+    shutil.rmtree(partial, ignore_errors=True)
+    previous = next((b["manifest"] for b in reversed(list_backups(backup_dir)) if b["manifest"]), None)
+    old_umask = os.umask(0o077)
+    try:
+        os.mkdir(partial, 0o700)
+        facts = {}
+        for db in DATABASES:
+            source = os.path.join(store_dir, db)
+            if os.path.isfile(source) and os.path.getsize(source) > 0:
+                _snapshot(source, os.path.join(partial, db))
+                facts[db] = database_info(os.path.join(partial, db), auth=db == AUTH_DB)
+            elif db == DB:
+                # A store that never served: an empty database is its faithful copy.
+                open(os.path.join(partial, DB), "wb").close()
+                facts[db] = database_info(os.path.join(partial, DB))
+        source_artifacts = os.path.join(store_dir, ARTIFACTS)
+        if os.path.isdir(source_artifacts):
+            shutil.copytree(source_artifacts, os.path.join(partial, ARTIFACTS), symlinks=True)
+        else:
+            os.mkdir(os.path.join(partial, ARTIFACTS))
+        if os.path.isfile(os.path.join(store_dir, COMPOSE)):
+            shutil.copy2(os.path.join(store_dir, COMPOSE), os.path.join(partial, COMPOSE))
+        _make_private(partial)
+        counts = dict(facts[DB]["counts"] or dict.fromkeys((*TRACKING_TABLES, "runs_active"), 0))
+        counts["artifacts"] = count_files(os.path.join(partial, ARTIFACTS))
+        files = _files(partial)
+        manifest = {
+            "format": FORMAT,
+            "name": name,
+            "created": (now or datetime.datetime.now(datetime.timezone.utc)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "label": label,
+            "backend": "sqlite",
+            "mlflow_version": mlflow_version,
+            "schema_revision": facts[DB]["schema_revision"],
+            "integrity_check": "ok",
+            "counts": counts,
+            "bytes": sum(entry["size"] for entry in files.values()),
+            "anomaly": anomaly(previous, counts),
+            "files": files,
+        }
+        if AUTH_DB in facts:
+            manifest["auth"] = {
+                "schema_revision": facts[AUTH_DB]["schema_revision"],
+                "counts": facts[AUTH_DB]["counts"],
+            }
+        with open(os.path.join(partial, MANIFEST), "w") as handle:
+            json.dump(manifest, handle, indent=1, sort_keys=True)
+        os.rename(partial, final)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    finally:
+        os.umask(old_umask)
+    summary = {key: value for key, value in manifest.items() if key != "files"}
+    summary["path"] = final
+    return summary
+
+
+def retention(backup_dir, keep, protect=()):
+    """The backups to delete so that the newest `keep` remain, and why the others are kept.
+
+    Never deleted: a protected path, a backup marked with an anomaly (it records the accident),
+    and the newest backup holding data that is not marked (the last good copy before it)."""
+    backups = list_backups(backup_dir)
+    protected = {os.path.normpath(path) for path in protect}
+    last_good = None
+    for backup in reversed(backups):
+        manifest = backup["manifest"]
+        if manifest and not manifest.get("anomaly") and _active_runs(manifest) > 0:
+            last_good = backup["path"]
+            break
+    delete, kept = [], {}
+    for backup in backups[: max(len(backups) - keep, 0)]:
+        manifest = backup["manifest"] or {}
+        if backup["path"] in protected:
+            kept[backup["name"]] = "protected"
+        elif manifest.get("anomaly"):
+            kept[backup["name"]] = f"marked: {manifest['anomaly']}"
+        elif backup["path"] == last_good:
+            kept[backup["name"]] = "the newest backup holding data"
+        else:
+            delete.append(backup["path"])
+    return delete, kept
+
+
+# --- checking and restoring ----------------------------------------------------------------------
+
+
+def verify_backup(path, known_revisions=None, head=None, image_version=None):
+    """Check a backup before it is used; problems are returned, not raised, so callers can name the variable."""
+    result = {"ok": False, "problems": [], "path": path, "image_version": image_version}
+    problems = result["problems"]
+    if not os.path.isfile(os.path.join(path, MANIFEST)):
+        problems.append(f"does not exist or holds no {MANIFEST}")
+        return result
+    manifest = read_manifest(path)
+    if manifest is None or not isinstance(manifest.get("files"), dict):
+        problems.append(f"has an unreadable {MANIFEST}")
+        return result
+    result.update({key: value for key, value in manifest.items() if key != "files"})
+    for name, entry in sorted(manifest["files"].items()):
+        file_path = os.path.join(path, name)
+        if not os.path.isfile(file_path):
+            problems.append(f"misses {name}")
+        elif sha256(file_path) != entry.get("sha256"):
+            problems.append(f"has a changed {name} (sha256 differs from the manifest)")
+    if DB not in manifest["files"]:
+        problems.append(f"has no {DB} in its manifest")
+    if problems:
+        return result
+    for db in DATABASES:
+        if db in manifest["files"] and manifest["files"][db]["size"] > 0:
+            conn = sqlite3.connect(f"file:{os.path.join(path, db)}?mode=ro&immutable=1", uri=True)
+            try:
+                found = integrity(conn)
+            except sqlite3.Error as error:
+                found = [str(error)]
+            finally:
+                conn.close()
+            if found != ["ok"]:
+                problems.append(f"has a {db} that fails integrity_check: {found[:3]}")
+    revision = manifest.get("schema_revision")
+    if known_revisions is not None:
+        known = revision is None or revision in known_revisions
+        result["schema_known"] = known
+        result["needs_upgrade"] = revision is not None and revision != head
+        if not known:
+            problems.append(
+                f"holds schema revision {revision} written by MLflow {manifest.get('mlflow_version')}, "
+                f"newer than MLflow {image_version} knows (its newest is {head})"
+            )
+    result["ok"] = not problems
+    return result
+
+
+def _entries(directory):
+    """The store entries a restore replaces, as present in directory: databases, their side files, mlruns/."""
+    names = [db + side for db in DATABASES for side in ("", *SIDE_FILES)] + [ARTIFACTS]
+    return [name for name in names if os.path.lexists(os.path.join(directory, name))]
+
+
+def _move(names, source, dest, done):
+    for name in names:
+        os.rename(os.path.join(source, name), os.path.join(dest, name))
+        done.append(name)
+
+
+def _move_back(names, source, dest):
+    """Undo _move as far as possible; return what could not be moved back."""
+    stuck = []
+    for name in reversed(names):
+        try:
+            os.rename(os.path.join(source, name), os.path.join(dest, name))
+        except OSError as error:
+            stuck.append(f"{name}: {error}")
+    return stuck
+
+
+def swap_in(store_dir, backup_path, db_mode=0o666, artifacts_mode=0o777, now=None):
+    """Put a backup's data into the store; return the folder holding what was there before.
+
+    Never reads the live databases: the store's entries (databases, journal files, mlruns/)
+    are moved aside by rename into <store>/kept-before-restore-<time>/, the backup is copied
+    into a staging folder in the store (same file system) and renamed into place. Entries
+    are swapped inside the store dir, not the dir itself: it may be a mount point and it
+    holds the Compose file. On any failure the previous state is put back before raising."""
+    stamp = utc_stamp(now)
+    staging = os.path.join(store_dir, f".restore-staging-{stamp}")
+    kept = os.path.join(store_dir, f"kept-before-restore-{stamp}")
+    os.makedirs(store_dir, mode=0o700, exist_ok=True)
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        os.mkdir(staging, 0o700)
+        staged = []
+        for name in (DB, AUTH_DB):
+            if os.path.isfile(os.path.join(backup_path, name)):
+                shutil.copy2(os.path.join(backup_path, name), os.path.join(staging, name))
+                os.chmod(os.path.join(staging, name), db_mode)
+                staged.append(name)
+        shutil.copytree(os.path.join(backup_path, ARTIFACTS), os.path.join(staging, ARTIFACTS), symlinks=True)
+        os.chmod(os.path.join(staging, ARTIFACTS), artifacts_mode)
+        staged.append(ARTIFACTS)
+    except BaseException as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(error, OSError):
+            raise StoreError(f"copying {backup_path} into {store_dir} failed: {error}; nothing was changed") from error
+        raise
+    present = _entries(store_dir)
+    moved_aside, swapped = [], []
+    try:
+        os.mkdir(kept, 0o700)
+        _move(present, store_dir, kept, moved_aside)
+        _move(staged, staging, store_dir, swapped)
+    except BaseException as error:
+        stuck = _move_back(swapped, store_dir, staging) + _move_back(moved_aside, kept, store_dir)
+        shutil.rmtree(staging, ignore_errors=True)
+        if not stuck:
+            shutil.rmtree(kept, ignore_errors=True)
+            raise StoreError(
+                f"swapping {backup_path} into {store_dir} failed: {error}; the previous data was put back"
+            ) from error
+        raise StoreError(
+            f"swapping {backup_path} into {store_dir} failed: {error}, and putting the previous data back failed "
+            f"too ({'; '.join(stuck)}); what was moved aside is in {kept}"
+        ) from error
+    shutil.rmtree(staging, ignore_errors=True)
+    if not moved_aside:
+        os.rmdir(kept)
+        kept = None
+    return {"kept": kept, "moved_aside": moved_aside, "restored": swapped}
+
+
+def put_back(store_dir, kept):
+    """Undo a swap_in: the restored entries go, the kept-aside ones come back. Returns what went."""
+    if not os.path.isdir(kept):
+        raise StoreError(f"there is no kept-aside copy at {kept}")
+    discard = os.path.join(store_dir, f".restore-discarded-{utc_stamp()}")
+    os.mkdir(discard, 0o700)
+    removed = []
+    _move(_entries(store_dir), store_dir, discard, removed)
+    back = []
+    try:
+        _move(_entries(kept), kept, store_dir, back)
+    except OSError as error:
+        raise StoreError(
+            f"putting {kept} back into {store_dir} failed: {error}; the restored data is in {discard}"
+        ) from error
+    shutil.rmtree(discard)
+    os.rmdir(kept)
+    return {"removed": removed, "put_back": back}

@@ -1,0 +1,213 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) mlops.mlflow developers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: mlflow_backup
+short_description: Back up an MLflow store (SQLite databases and served artifacts) with a checked manifest
+version_added: 0.2.0
+description:
+  - Runs on the MLflow server host. Copies C(mlflow.db) (and C(basic_auth.db) when MLflow's basic-auth app
+    keeps its users there) with SQLite's online backup API, which gives a consistent copy while MLflow
+    writes, runs C(PRAGMA integrity_check) on each copy, then copies C(mlruns/) and C(docker-compose.yml).
+  - Databases are copied before the artifacts, so every artifact a backed-up run refers to is in the backup.
+  - Writes C(manifest.json) with the MLflow version, the schema revision, the counts of experiments, runs,
+    active runs, metrics, params, tags and artifact files, and the sha256 of every file.
+  - The backup is written as a hidden C(.<name>.partial) folder, readable by root only from the first byte,
+    and renamed to C(<UTC time>-<label>) only when complete.
+  - When the active runs fell to zero, or by more than half, since the previous backup, the new backup is
+    marked with an C(anomaly) in its manifest and the module warns. Only active runs count, because
+    C(mlflow gc) removes runs marked deleted and never active ones.
+  - Then keeps the newest O(keep) backups. It never deletes a path in O(protect), a marked backup, or the
+    newest backup that holds runs and is not marked, so routine backups after an accident cannot rotate out
+    the last good copy.
+author:
+  - mlops.mlflow developers (@mlops)
+attributes:
+  check_mode:
+    description: Can run in C(check_mode) and return changed status prediction without modifying target.
+    support: full
+    details:
+      - In check mode nothing is written or deleted; RV(deleted) lists what retention would delete.
+  diff_mode:
+    description:
+      - Will return details on what has changed (or possibly needs changing in C(check_mode)), when in diff mode.
+    support: none
+  idempotent:
+    description:
+      - When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
+    support: none
+    details:
+      - Every run writes a new backup.
+options:
+  store_dir:
+    description: The store directory (holds C(mlflow.db), C(mlruns/) and C(docker-compose.yml)).
+    type: path
+    required: true
+  backup_dir:
+    description: Where backup folders are written; created with mode C(0700) when missing.
+    type: path
+    required: true
+  label:
+    description: Why the backup is taken; the end of the folder name (lower-case letters, digits and C(-)).
+    type: str
+    default: manual
+  keep:
+    description: How many backups to keep in O(backup_dir); at least 1.
+    type: int
+    default: 7
+  protect:
+    description: Backup folders retention must not delete (for example the source of a running restore).
+    type: list
+    elements: path
+    default: []
+  mlflow_version:
+    description: Version of the MLflow that wrote the data, recorded in the manifest.
+    type: str
+notes:
+  - Needs only Python's C(sqlite3) on the host, which Debian's and Ubuntu's C(python3) include.
+seealso:
+  - module: mlops.mlflow.mlflow_restore
+  - module: mlops.mlflow.mlflow_store_info
+"""
+
+EXAMPLES = r"""
+- name: Back up MLflow while it serves
+  mlops.mlflow.mlflow_backup:
+    store_dir: /opt/mlflow
+    backup_dir: /var/backups/mlflow
+    mlflow_version: 3.17.2
+  register: backup
+
+- name: Show where it went
+  ansible.builtin.debug:
+    msg: "{{ backup.path }}: {{ backup.counts.runs }} runs"
+"""
+
+RETURN = r"""
+path:
+  description: The new backup folder; V(null) in check mode.
+  returned: always
+  type: str
+  sample: /var/backups/mlflow/20261126T101500Z-manual
+name:
+  description: Its name.
+  returned: success
+  type: str
+  sample: 20261126T101500Z-manual
+counts:
+  description: Rows and files in the backup.
+  returned: success
+  type: dict
+  sample: {"experiments": 2, "runs": 10, "runs_active": 9, "metrics": 50, "params": 10, "tags": 40, "artifacts": 10}
+schema_revision:
+  description: The tracking database's alembic revision; V(null) for a store that never served.
+  returned: success
+  type: str
+  sample: 1b5f0d9ad7c1
+bytes:
+  description: Total size of the backup's files.
+  returned: success
+  type: int
+  sample: 123456
+anomaly:
+  description: Why the backup looks like the store lost data since the previous backup, or V(null).
+  returned: success
+  type: str
+  sample: active runs fell from 120 to 0 since the backup 20261125T101500Z-manual
+auth:
+  description: Schema revision and counts of C(basic_auth.db), when the store has one.
+  returned: when the store has basic_auth.db
+  type: dict
+  sample:
+    schema_revision: 8606fa83a998
+    counts: {"users": 3, "experiment_permissions": 2, "registered_model_permissions": 0}
+deleted:
+  description: Backup folders retention deleted (in check mode, would delete).
+  returned: always
+  type: list
+  elements: str
+kept:
+  description: Older backups retention kept beyond O(keep), with the reason.
+  returned: always
+  type: dict
+  sample: {"20261120T101500Z-manual": "the newest backup holding data"}
+msg:
+  description: What was done.
+  returned: always
+  type: str
+"""
+
+import os  # noqa: E402
+import shutil  # noqa: E402
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.mlops.mlflow.plugins.module_utils.mlflow_store import (  # noqa: E402
+    LABEL_RE,
+    StoreError,
+    create_backup,
+    retention,
+)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            store_dir=dict(type="path", required=True),
+            backup_dir=dict(type="path", required=True),
+            label=dict(type="str", default="manual"),
+            keep=dict(type="int", default=7),
+            protect=dict(type="list", elements="path", default=[]),
+            mlflow_version=dict(type="str"),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    if p["keep"] < 1:
+        module.fail_json(msg=f"keep must be at least 1, got {p['keep']}.")
+    if not LABEL_RE.match(p["label"]):
+        module.fail_json(msg=f"label must be lower-case letters, digits and '-', got {p['label']!r}.")
+    if not os.path.isdir(p["store_dir"]):
+        module.fail_json(msg=f"store_dir {p['store_dir']} is not a directory: there is nothing to back up.")
+    if module.check_mode:
+        deleted, kept = retention(p["backup_dir"], p["keep"] - 1, p["protect"])
+        module.exit_json(
+            changed=True,
+            path=None,
+            deleted=deleted,
+            kept=kept,
+            msg=f"Would back up {p['store_dir']} to {p['backup_dir']}.",
+        )
+    try:
+        summary = create_backup(p["store_dir"], p["backup_dir"], p["label"], p["mlflow_version"])
+        deleted, kept = retention(p["backup_dir"], p["keep"], p["protect"] + [summary["path"]])
+        for path in deleted:
+            shutil.rmtree(path)
+    except StoreError as error:
+        module.fail_json(msg=str(error), path=None, deleted=[], kept={})
+    if summary["anomaly"]:
+        module.warn(
+            f"Backup {summary['path']} is marked: {summary['anomaly']}. It and the newest backup holding data are "
+            "kept outside the rotation; check the store before you trust or delete either."
+        )
+    counts = summary["counts"]
+    summary.update(
+        changed=True,
+        deleted=deleted,
+        kept=kept,
+        msg=(
+            f"Backup of MLflow {summary['mlflow_version'] or '(version unknown)'} "
+            f"(schema {summary['schema_revision']}): "
+            f"{counts['experiments']} experiments, {counts['runs']} runs, {counts['artifacts']} artifact files, "
+            f"{summary['bytes']} bytes, integrity_check ok, in {summary['path']}."
+        ),
+    )
+    module.exit_json(**summary)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) mlops.mlflow developers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: mlflow_store_info
+short_description: Read an MLflow store on the server host in one pass
+version_added: 0.2.0
+description:
+  - Reports what a store directory holds without changing it. It reads the schema revision and row counts
+    of C(mlflow.db) and C(basic_auth.db), counts the artifact files in C(mlruns/), and reads the image that
+    the Compose file on disk runs, which is the image that wrote the data.
+  - A damaged database is reported in RV(db.error) and does not fail the module.
+  - With O(backup_dir), it also lists the backups there, newest last.
+author:
+  - mlops.mlflow developers (@mlops)
+attributes:
+  check_mode:
+    description: Can run in C(check_mode) and return changed status prediction without modifying target.
+    support: full
+  diff_mode:
+    description:
+      - Will return details on what has changed (or possibly needs changing in C(check_mode)), when in diff mode.
+    support: none
+  idempotent:
+    description:
+      - When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
+    support: full
+options:
+  store_dir:
+    description: The store directory.
+    type: path
+    required: true
+  backup_dir:
+    description: A backup directory to list.
+    type: path
+seealso:
+  - module: mlops.mlflow.mlflow_backup
+"""
+
+EXAMPLES = r"""
+- name: Read the store
+  mlops.mlflow.mlflow_store_info:
+    store_dir: /opt/mlflow
+  register: store
+
+- name: Show the schema revision of the data
+  ansible.builtin.debug:
+    msg: "{{ store.db.schema_revision }}, written by {{ store.compose_image }}"
+"""
+
+RETURN = r"""
+exists:
+  description: Whether the store directory exists.
+  returned: always
+  type: bool
+marker:
+  description: Whether the directory carries the role's marker file (only such a directory may be purged).
+  returned: always
+  type: bool
+db:
+  description: C(mlflow.db).
+  returned: always
+  type: dict
+  contains:
+    exists:
+      description: Whether the file exists.
+      type: bool
+      returned: always
+    size:
+      description: Its size in bytes.
+      type: int
+      returned: always
+    schema_revision:
+      description: Its alembic revision; V(null) when it never served.
+      type: str
+      returned: always
+    counts:
+      description: Rows of experiments, runs, active runs, metrics, params and tags.
+      type: dict
+      returned: always
+    error:
+      description: Why it could not be read, or V(null).
+      type: str
+      returned: always
+auth_db:
+  description: C(basic_auth.db), with the same keys as RV(db) (counts of users and permissions).
+  returned: always
+  type: dict
+artifacts:
+  description: Number of files in C(mlruns/).
+  returned: always
+  type: int
+compose_image:
+  description: The image the Compose file on disk runs, or V(null) when there is none.
+  returned: always
+  type: str
+  sample: ghcr.io/mlflow/mlflow:v3.17.2
+backups:
+  description: With O(backup_dir), its backups oldest first, each with name, path, label, counts and anomaly.
+  returned: when backup_dir is given
+  type: list
+  elements: dict
+"""
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.mlops.mlflow.plugins.module_utils.mlflow_store import list_backups, store_info  # noqa: E402
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(store_dir=dict(type="path", required=True), backup_dir=dict(type="path")),
+        supports_check_mode=True,
+    )
+    result = store_info(module.params["store_dir"])
+    if module.params["backup_dir"]:
+        result["backups"] = [
+            {
+                "name": backup["name"],
+                "path": backup["path"],
+                "label": (backup["manifest"] or {}).get("label"),
+                "counts": (backup["manifest"] or {}).get("counts"),
+                "anomaly": (backup["manifest"] or {}).get("anomaly"),
+            }
+            for backup in list_backups(module.params["backup_dir"])
+        ]
+    module.exit_json(changed=False, **result)
+
+
+if __name__ == "__main__":
+    main()
