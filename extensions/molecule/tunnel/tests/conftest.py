@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -17,7 +18,12 @@ CLIENT = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "client"
 CONFIG = CLIENT / ".ssh" / "config"
 KEY = CLIENT / ".ssh" / "id_ed25519"
 ALIAS, ALIAS_B = "mlflowtunnel", "mlflowtunnel-b"
+SHELL_ALIAS_B = "mlflowtunnel-b-shell"
+# mlflow-tunnel as the role installed it (molecule.yml puts it beside the stand-in home).
+HELPER = CLIENT / "bin" / "mlflow-tunnel"
 SERVER_USER = "alice"
+# The account of the second alias: a member with a login (access: shell).
+SHELL_USER = "sam"
 STORE = "/opt/mlflow"
 
 
@@ -46,12 +52,45 @@ def port_is_free(port):
         return probe.connect_ex(("127.0.0.1", port)) != 0
 
 
-def run_client_role(extra_vars):
-    """ansible-playbook client.yml with extra vars (client_host: where; default the controller)."""
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(check, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.2)
+    return check()
+
+
+def mlflow_tunnel(*args, helper=HELPER, config=CONFIG):
+    """The member's `mlflow-tunnel ...`, with the scenario's ssh config; stdin closed, so a prompt fails."""
+    return subprocess.run(
+        [str(helper), *args],
+        env=dict(os.environ, MLFLOW_TUNNEL_SSH_CONFIG=str(config)),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def short_dir(prefix):
+    """A directory with a short path, for control sockets (ssh's limit); removed by the caller."""
+    return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+
+
+def run_client_role(extra_vars, *flags):
+    """ansible-playbook [flags] client.yml with extra vars (client_host: where; default the controller)."""
     playbook = Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"]) / "client.yml"
     inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
     return subprocess.run(
-        ["ansible-playbook", "-i", str(inventory), str(playbook), "-e", json.dumps(extra_vars)],
+        ["ansible-playbook", *flags, "-i", str(inventory), str(playbook), "-e", json.dumps(extra_vars)],
         capture_output=True,
         text=True,
         check=False,
