@@ -184,7 +184,7 @@ def test_onboard_refuses_accounts_it_must_not_touch_before_any_change(host, tmp_
     result, out = onboard(tmp_path, team)
     assert result.returncode != 0
     assert "rooted: REFUSED before any change: server_user must be a lower-case account name other than root" in out
-    assert "sys: FAILED on the server: server_user daemon is a system account (uid 1)" in out
+    assert "sys: FAILED on the server: server_user daemon is a system account" in out
     assert "old: FAILED on the server: server_user legacy is an existing account that onboarding did not create" in out
     assert "twokeys: REFUSED before any change: public_key must be one OpenSSH public key on one line" in out
     assert "weird: REFUSED before any change: access must be tunnel or shell" in out
