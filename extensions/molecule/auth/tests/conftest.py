@@ -4,6 +4,7 @@ client there through their own tunnels, MLflow's API on the server, and the user
 The test files run in name order on one server, each from the state the previous one left:
 MLflow 2.22.1 with authentication after converge, 3.17.2 from test_4 on."""
 
+import base64
 import json
 import subprocess
 import sys
@@ -107,7 +108,8 @@ except urllib.error.HTTPError as error:
     status, text = error.code, error.read().decode()
 print(json.dumps({{"status": status, "text": text[:2000]}}))
 """
-    result = json.loads(host.check_output(f"python3 -c {json.dumps(script)}"))
+    encoded = base64.b64encode(script.encode()).decode()
+    result = json.loads(host.check_output(f"python3 -c \"import base64; exec(base64.b64decode('{encoded}'))\""))
     try:
         parsed = json.loads(result["text"])
     except ValueError:

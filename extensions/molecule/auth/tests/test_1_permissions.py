@@ -2,6 +2,9 @@
 
 from conftest import ADMIN, FIRST_ADMIN_PASSWORD, Tunnel, api, mlflow_as, on_pc, record
 
+# The server; the PC is reached through docker exec.
+testinfra_hosts = ["mlflow-auth"]
+
 
 def test_health_is_open_and_everything_else_asks_for_a_login(host):
     for path, expected in [("/health", 200), ("/api/2.0/mlflow/experiments/search?max_results=1", 401), ("/", 401)]:

@@ -2,6 +2,9 @@
 
 from conftest import ADMIN, FIRST_ADMIN_PASSWORD, SECOND_ADMIN_PASSWORD, STORE, api, record, run_playbook
 
+# The server; the PC is reached through docker exec.
+testinfra_hosts = ["mlflow-auth"]
+
 PATH = "/api/2.0/mlflow/experiments/search?max_results=1"
 
 

@@ -4,6 +4,9 @@ import json
 
 from conftest import ADMIN, BACKUPS, SECOND_ADMIN_PASSWORD, Tunnel, api, mlflow_as, run_playbook
 
+# The server; the PC is reached through docker exec.
+testinfra_hosts = ["mlflow-auth"]
+
 NEW_ADMIN = {"mlflow_server_auth_admin_password": SECOND_ADMIN_PASSWORD}
 
 

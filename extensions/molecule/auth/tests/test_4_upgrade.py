@@ -2,6 +2,9 @@
 
 from conftest import ADMIN, SECOND_ADMIN_PASSWORD, STORE, Tunnel, api, mlflow_as, record, run_playbook
 
+# The server; the PC is reached through docker exec.
+testinfra_hosts = ["mlflow-auth"]
+
 NEW = {
     "mlflow_server_image": "mlops/mlflow:3.17.2-full",
     "mlflow_server_image_archive": "",

@@ -5,6 +5,9 @@ from pathlib import Path
 
 from conftest import ADMIN, SECOND_ADMIN_PASSWORD, Tunnel, api, mlflow_as, on_pc, run_playbook
 
+# The server; the PC is reached through docker exec.
+testinfra_hosts = ["mlflow-auth"]
+
 
 def test_removing_ben_deletes_his_mlflow_user_credentials_and_account(host):
     key = (Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "keys" / "ben.pub").read_text().strip()

@@ -7,6 +7,9 @@ import subprocess
 
 from conftest import FIRST_ADMIN_PASSWORD, LOGS, PC, PROJECT, SECOND_ADMIN_PASSWORD, STORE, on_pc
 
+# The server; the PC is reached through docker exec.
+testinfra_hosts = ["mlflow-auth"]
+
 REPORT = LOGS / "auth-leaks.txt"
 
 
