@@ -51,12 +51,14 @@ collection_copy() {
 
 want() { [[ " ${stages[*]} " == *" $1 "* ]]; }
 
-# The build must be warning-free and ship no venv, cache or image archive.
+# The build must be warning-free, carry the license text every file header points to
+# ("see COPYING"), and ship no venv, cache or image archive.
 galaxy_build() {
   local out
   out=$(mktemp -d)
   ansible-galaxy collection build --force --output-path "$out" 2>&1 | tee "$out/build.log"
   ! grep -qi warning "$out/build.log" || return 1
+  tar -tzf "$out"/mlops-mlflow-0.1.0.tar.gz | grep -qx COPYING || { echo "the build has no COPYING"; return 1; }
   ! tar -tzf "$out"/mlops-mlflow-0.1.0.tar.gz | grep -E '(^|/)(\.venv|\.cache|__pycache__|collections)/|\.tar$' || return 1
 }
 
