@@ -85,8 +85,10 @@ def tracking_facts(conn):
 
 
 def auth_facts(conn):
-    """Schema revision and counts of MLflow's basic-auth database."""
-    return _revision(conn, "alembic_version_auth"), {table: _count(conn, table) for table in AUTH_TABLES}
+    """Schema revision and counts of MLflow's basic-auth database. MLflow 3 keeps its revision in
+    alembic_version_auth; MLflow 2 kept it in the plain alembic_version table of that database."""
+    revision = _revision(conn, "alembic_version_auth") or _revision(conn, "alembic_version")
+    return revision, {table: _count(conn, table) for table in AUTH_TABLES}
 
 
 def open_ro(path):

@@ -97,7 +97,7 @@ def api(host, path, user=None, password=None, method="GET", body=None):
     script = f"""
 import base64, json, urllib.request, urllib.error
 data = {json.dumps(body).encode() if body is not None else None!r}
-headers = {{"Host": "localhost:5000", "Content-Type": "application/json"}}
+headers = {{"Host": "localhost:5000", **({{"Content-Type": "application/json"}} if data else {{}})}}
 request = urllib.request.Request("http://127.0.0.1:5000{path}", method={method!r}, data=data, headers=headers)
 if {user!r}:
     request.add_header("Authorization", "Basic " + base64.b64encode(({user!r} + ":" + {password!r}).encode()).decode())

@@ -13,10 +13,16 @@ NEW = {
 }
 
 
-def auth_revision(host, db):
-    query = "SELECT version_num FROM alembic_version_auth"
+def sql(host, db, query):
     script = f"import sqlite3; print(sqlite3.connect('file:{db}?mode=ro', uri=True).execute('{query}').fetchone()[0])"
     return host.check_output(f'python3 -c "{script}"').strip()
+
+
+def auth_revision(host, db):
+    # MLflow 2.x kept it in alembic_version, MLflow 3 in alembic_version_auth.
+    tables = sql(host, db, "SELECT group_concat(name) FROM sqlite_master").split(",")
+    table = "alembic_version_auth" if "alembic_version_auth" in tables else "alembic_version"
+    return sql(host, db, f"SELECT version_num FROM {table}")
 
 
 def test_upgrade_migrates_users_and_keeps_permissions(host, ledger):

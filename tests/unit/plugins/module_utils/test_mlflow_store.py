@@ -88,6 +88,19 @@ def test_store_info_reads_revision_counts_auth_and_image(served):
     assert info["compose_image"] == "mlops/mlflow:3.17.2"
 
 
+def test_store_info_reads_the_auth_revision_of_mlflow_2(tmp_path):
+    """MLflow 2.x kept the auth database's revision in a plain alembic_version table."""
+    conn = sqlite3.connect(tmp_path / "basic_auth.db")
+    with conn:
+        conn.execute("CREATE TABLE alembic_version (version_num TEXT)")
+        conn.execute("INSERT INTO alembic_version VALUES ('8606fa83a998')")
+        conn.execute("CREATE TABLE users (id INTEGER)")
+        conn.execute("INSERT INTO users VALUES (1)")
+    conn.close()
+    info = store.store_info(str(tmp_path))["auth_db"]
+    assert info["schema_revision"] == "8606fa83a998" and info["counts"]["users"] == 1
+
+
 def test_store_info_reports_a_corrupt_database_instead_of_failing(served):
     (served / "mlflow.db").write_bytes(b"this is not a database" * 500)
     info = store.store_info(str(served))
