@@ -22,6 +22,13 @@ ADMIN = "admin"
 FIRST_ADMIN_PASSWORD = "first-Admin-secret-7"
 SECOND_ADMIN_PASSWORD = "second-Admin-secret-8"
 PORTS = {"ann": 5001, "ben": 5002}
+# What every run asks for from test_4's upgrade on (the inventory still says 2.22.1).
+UPGRADED = {
+    "mlflow_server_image": "mlops/mlflow:3.17.2-full",
+    "mlflow_server_image_archive": "",
+    "mlflow_server_allowed_hosts": ["localhost:*", "127.0.0.1:*"],
+    "mlflow_server_auth_admin_password": SECOND_ADMIN_PASSWORD,
+}
 LOGS = PROJECT / ".cache" / "logs"
 # Every HTTP answer the tests saw: (who, action, status), for the closing note's table.
 MATRIX = LOGS / "auth-matrix.json"

@@ -1,16 +1,11 @@
 """The safe upgrade migrates the users' database too: 2.22.1 to 3.17.2, users and permissions kept."""
 
-from conftest import ADMIN, SECOND_ADMIN_PASSWORD, STORE, Tunnel, api, mlflow_as, record, run_playbook
+from conftest import ADMIN, SECOND_ADMIN_PASSWORD, STORE, UPGRADED, Tunnel, api, mlflow_as, record, run_playbook
 
 # The server; the PC is reached through docker exec.
 testinfra_hosts = ["mlflow-auth"]
 
-NEW = {
-    "mlflow_server_image": "mlops/mlflow:3.17.2-full",
-    "mlflow_server_image_archive": "",
-    "mlflow_server_allowed_hosts": ["localhost:*", "127.0.0.1:*"],
-    "mlflow_server_auth_admin_password": SECOND_ADMIN_PASSWORD,
-}
+NEW = UPGRADED
 
 
 def sql(host, db, query):
