@@ -8,6 +8,7 @@ change them, so "unchanged" means something. The runs go four at a time."""
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -288,8 +289,12 @@ def playbook(name, extra, check=False):
             command + (["--check"] if check else []), cwd=PROJECT, capture_output=True, text=True, check=False
         )
     out = result.stdout + result.stderr
-    changed = sum(int(part.split("=")[1]) for part in out.split() if part.startswith("changed="))
-    return result.returncode, changed, out
+    return result.returncode, changed_in(out), out
+
+
+def changed_in(out):
+    """The changed count of every host in the recap, summed (colours taken out)."""
+    return sum(int(count) for count in re.findall(r"changed=(\d+)", re.sub(r"\x1b\[[0-9;]*m", "", out)))
 
 
 def run_case(target, extra, check=False):
@@ -318,7 +323,7 @@ def run_case(target, extra, check=False):
     shutil.rmtree(scratch)
     shutil.rmtree(control)
     out = result.stdout + result.stderr
-    changed = sum(int(part.split("=")[1]) for part in out.split() if part.startswith("changed="))
+    changed = changed_in(out)
     # The client's file is the scratch config: report whether it changed in the output's place.
     return result.returncode, changed, out + f"\n[config {'unchanged' if after == before else 'changed'}]"
 
