@@ -59,11 +59,22 @@ def onboard(tmp_path, team, **extra_vars):
 
 
 def ssh(*args, timeout=30):
-    """The member's own alias, as they would use it, without its tunnel (ClearAllForwardings)."""
-    command = ["ssh", "-F", str(CONFIG), "-o", "BatchMode=yes", "-o", "ClearAllForwardings=yes", *args]
+    """The member's own alias, as they would use it, on a connection of its own (no control master)."""
+    command = [
+        "ssh",
+        "-F",
+        str(CONFIG),
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "ControlMaster=no",
+        "-o",
+        "ControlPath=none",
+        *args,
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
     with TRANSCRIPT.open("a") as out:
-        out.write(f"$ {' '.join(command[5:])}\n{result.stdout}{result.stderr}[exit {result.returncode}]\n\n")
+        out.write(f"$ ssh {' '.join(args)}\n{result.stdout}{result.stderr}[exit {result.returncode}]\n\n")
     return result
 
 
@@ -101,7 +112,7 @@ def forward(target, timeout=20):
         process.terminate()
         stderr = process.communicate(timeout=10)[1]
     with TRANSCRIPT.open("a") as out:
-        out.write(f"$ {' '.join(command[5:])}   # then a request to 127.0.0.1:{port}\n")
+        out.write(f"$ ssh -N -L 127.0.0.1:{port}:{target} {ALIAS}   # then a request to 127.0.0.1:{port}\n")
         out.write(f"{received[:60]!r}\n{stderr}\n")
     return received, stderr
 
