@@ -79,21 +79,10 @@ def ssh(*args, timeout=30):
 
 
 def forward(target, timeout=20):
-    """ssh -N -L <port>:<target> through the member's alias; returns (local port, what the port gave, ssh's stderr)."""
+    """ssh -N -L <port>:<target> through the member's alias; returns (what the port gave, ssh's stderr)."""
     port = free_port()
-    command = [
-        "ssh",
-        "-F",
-        str(CONFIG),
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        "ClearAllForwardings=yes",
-        "-N",
-        "-L",
-        f"127.0.0.1:{port}:{target}",
-        ALIAS,
-    ]
+    command = ["ssh", "-F", str(CONFIG), "-o", "BatchMode=yes", "-o", "ControlMaster=no", "-o", "ControlPath=none"]
+    command += ["-N", "-L", f"127.0.0.1:{port}:{target}", ALIAS]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + timeout
