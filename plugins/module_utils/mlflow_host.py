@@ -1,0 +1,157 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) mlops.mlflow developers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""What the server role checks on a host, read in one pass (mlflow_server_info).
+
+Every reader takes `run(argv) -> (rc, stdout, stderr)` and `which(name) -> path or None`,
+so the unit tests drive them with stand-ins and the module with Ansible's run_command."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pwd
+
+from ansible_collections.mlops.mlflow.plugins.module_utils.mlflow_store import store_info
+
+
+def os_release(path="/etc/os-release"):
+    values = {}
+    try:
+        with open(path) as handle:
+            for line in handle:
+                name, _, value = line.strip().partition("=")
+                values[name] = value.strip('"')
+    except OSError:
+        pass
+    # As Ansible's facts name them: Debian 13 (trixie), Ubuntu 24 (noble).
+    return {
+        "distribution": values["NAME"].split()[0] if values.get("NAME") else None,
+        "major_version": (values.get("VERSION_ID") or "").split(".")[0] or None,
+        "codename": values.get("VERSION_CODENAME") or None,
+    }
+
+
+def memory_mb(path="/proc/meminfo"):
+    try:
+        with open(path) as handle:
+            for line in handle:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) // 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def packages_missing(packages, run, which):
+    if not packages:
+        return []
+    if not which("dpkg-query"):
+        return list(packages)
+    _rc, out, _err = run(["dpkg-query", "-W", "-f", "${Package} ${db:Status-Abbrev}\n", *packages])
+    installed = {
+        line.split()[0] for line in out.splitlines() if len(line.split()) > 1 and line.split()[1].startswith("ii")
+    }
+    return [name for name in packages if name not in installed]
+
+
+def units(names, run, which):
+    found = {}
+    if not names:
+        return found
+    if not which("systemctl"):
+        return {name: {"exists": False, "active": False, "enabled": False} for name in names}
+    for name in names:
+        _rc, out, _err = run(["systemctl", "show", "-p", "LoadState,ActiveState,UnitFileState", name])
+        props = dict(line.partition("=")[::2] for line in out.splitlines() if "=" in line)
+        found[name] = {
+            "exists": props.get("LoadState") == "loaded",
+            "active": props.get("ActiveState") == "active",
+            "enabled": props.get("UnitFileState") == "enabled",
+        }
+    return found
+
+
+def docker(argv, run, which):
+    if not which("docker"):
+        return None
+    rc, out, _err = run(["docker", *argv])
+    return out.strip() if rc == 0 else None
+
+
+def container(name, run, which):
+    if not name:
+        return {"exists": False, "running": False, "health": None, "image_id": None}
+    out = docker(["inspect", "--type", "container", "-f", "{{json .State}}|{{.Image}}", name], run, which)
+    if not out:
+        return {"exists": False, "running": False, "health": None, "image_id": None}
+    state_json, _, image_id = out.rpartition("|")
+    state = json.loads(state_json)
+    return {
+        "exists": True,
+        "running": bool(state.get("Running")),
+        "health": (state.get("Health") or {}).get("Status"),
+        "image_id": image_id,
+    }
+
+
+def image_facts(cache_dir, image_id):
+    if not cache_dir or not image_id:
+        return None
+    try:
+        with open(os.path.join(cache_dir, f"{image_id[7:]}.v2.json")) as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return None
+
+
+def iptables_rule(rule, run, which):
+    if not rule or not which("iptables"):
+        return None
+    rc, _out, _err = run(["iptables", "-t", "raw", "-C", *rule.split()])
+    return {0: True, 1: False}.get(rc)
+
+
+def file_facts(paths):
+    found = {}
+    for path in paths:
+        try:
+            stat = os.stat(path)
+        except OSError:
+            found[path] = {"exists": False, "mode": None, "owner": None, "sha1": None}
+            continue
+        digest = None
+        if os.path.isfile(path):
+            sha = hashlib.sha1()  # noqa: S324 - compared with Ansible's own checksums, not for security
+            with open(path, "rb") as handle:
+                for chunk in iter(lambda: handle.read(1 << 20), b""):
+                    sha.update(chunk)
+            digest = sha.hexdigest()
+        try:
+            owner = pwd.getpwuid(stat.st_uid).pw_name
+        except KeyError:
+            owner = str(stat.st_uid)
+        found[path] = {"exists": True, "mode": f"{stat.st_mode & 0o7777:04o}", "owner": owner, "sha1": digest}
+    return found
+
+
+def read_host(params, run, which):
+    compose = docker(["compose", "version", "--short"], run, which)
+    image_id = (
+        docker(["image", "inspect", "-f", "{{.Id}}", params["image"]], run, which) if params.get("image") else None
+    )
+    return {
+        "os": {**os_release(), "cpus": os.cpu_count(), "memory_mb": memory_mb()},
+        "packages_missing": packages_missing(params.get("packages") or [], run, which),
+        "units": units(params.get("units") or [], run, which),
+        "compose_version": compose.lstrip("v") if compose else None,
+        "image_id": image_id,
+        "image_facts": image_facts(params.get("cache_dir"), image_id),
+        "container": container(params.get("container"), run, which),
+        "iptables_rule": iptables_rule(params.get("iptables_rule"), run, which),
+        "files": file_facts(params.get("files") or []),
+        "store": store_info(params["store_dir"]),
+    }

@@ -1,0 +1,157 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) mlops.mlflow developers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: mlflow_server_info
+short_description: Read everything the server role checks on a host, in one run
+version_added: 0.2.0
+description:
+  - Runs on the MLflow server host and changes nothing. It reports the operating system, the CPUs and
+    memory, which of O(packages) are missing, the state of O(units), the Compose v2 version, the id of
+    O(image), what the role learned about that image before (from O(cache_dir)), the O(container), whether
+    O(iptables_rule) is in place, the mode, owner and SHA-1 of O(files), and the store (as
+    M(mlops.mlflow.mlflow_store_info) reports it).
+  - The server role reads the host with it once, then skips every step that is already right, so a run
+    that changes nothing costs about as much as checking does.
+author:
+  - mlops.mlflow developers (@mlops)
+attributes:
+  check_mode:
+    description: Can run in C(check_mode) and return changed status prediction without modifying target.
+    support: full
+  diff_mode:
+    description:
+      - Will return details on what has changed (or possibly needs changing in C(check_mode)), when in diff mode.
+    support: none
+  idempotent:
+    description:
+      - When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
+    support: full
+options:
+  store_dir:
+    description: The store directory.
+    type: path
+    required: true
+  packages:
+    description: Debian packages to look for (with C(dpkg-query)).
+    type: list
+    elements: str
+    default: []
+  units:
+    description: systemd units to read (C(ActiveState), C(UnitFileState), C(LoadState)).
+    type: list
+    elements: str
+    default: []
+  image:
+    description: An image reference to look up in the local Docker engine.
+    type: str
+  cache_dir:
+    description: Where the role keeps what it learned about images, as C(<image id>.v2.json).
+    type: path
+  container:
+    description: A container name to inspect.
+    type: str
+  iptables_rule:
+    description: A rule of the C(raw) table to check with C(iptables -t raw -C).
+    type: str
+  files:
+    description: Files to read the mode, owner and SHA-1 of.
+    type: list
+    elements: path
+    default: []
+seealso:
+  - module: mlops.mlflow.mlflow_store_info
+"""
+
+EXAMPLES = r"""
+- name: Read the host
+  mlops.mlflow.mlflow_server_info:
+    store_dir: /opt/mlflow
+    packages: [docker.io, iptables]
+    units: [docker.service]
+    image: ghcr.io/mlflow/mlflow:v3.17.2
+    container: mlflow-server
+    files: [/opt/mlflow/docker-compose.yml]
+  register: host
+"""
+
+RETURN = r"""
+os:
+  description: C(distribution) and C(major_version) from C(/etc/os-release), C(cpus), C(memory_mb).
+  returned: always
+  type: dict
+  sample: {"distribution": "Debian", "major_version": "13", "cpus": 2, "memory_mb": 24000}
+packages_missing:
+  description: Those of O(packages) that are not installed.
+  returned: always
+  type: list
+  elements: str
+units:
+  description: Per unit, C(exists), C(active) and C(enabled).
+  returned: always
+  type: dict
+  sample: {"docker.service": {"exists": true, "active": true, "enabled": true}}
+compose_version:
+  description: What C(docker compose version --short) says, or V(null).
+  returned: always
+  type: str
+  sample: 2.26.1
+image_id:
+  description: The id of O(image), or V(null) when the engine does not have it.
+  returned: always
+  type: str
+image_facts:
+  description: What the role learned about that image before, or V(null).
+  returned: always
+  type: dict
+container:
+  description: C(exists), C(running), C(health) and C(image_id) of O(container).
+  returned: always
+  type: dict
+iptables_rule:
+  description: Whether O(iptables_rule) is in place; V(null) when iptables cannot be run or none was asked for.
+  returned: always
+  type: bool
+files:
+  description: Per file, C(exists), C(mode), C(owner) and C(sha1).
+  returned: always
+  type: dict
+store:
+  description: The store, as M(mlops.mlflow.mlflow_store_info) reports it.
+  returned: always
+  type: dict
+"""
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.mlops.mlflow.plugins.module_utils.mlflow_host import read_host  # noqa: E402
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            store_dir=dict(type="path", required=True),
+            packages=dict(type="list", elements="str", default=[]),
+            units=dict(type="list", elements="str", default=[]),
+            image=dict(type="str"),
+            cache_dir=dict(type="path"),
+            container=dict(type="str"),
+            iptables_rule=dict(type="str"),
+            files=dict(type="list", elements="path", default=[]),
+        ),
+        supports_check_mode=True,
+    )
+
+    def run(argv):
+        rc, out, err = module.run_command(argv)
+        return rc, out, err
+
+    module.exit_json(changed=False, **read_host(module.params, run, module.get_bin_path))
+
+
+if __name__ == "__main__":
+    main()
