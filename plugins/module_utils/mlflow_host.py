@@ -148,6 +148,7 @@ def read_host(params, run, which):
         "packages_missing": packages_missing(params.get("packages") or [], run, which),
         "units": units(params.get("units") or [], run, which),
         "compose_version": compose.lstrip("v") if compose else None,
+        "image": params.get("image"),
         "image_id": image_id,
         "image_facts": image_facts(params.get("cache_dir"), image_id),
         "container": container(params.get("container"), run, which),

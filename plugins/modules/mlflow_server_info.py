@@ -101,6 +101,10 @@ compose_version:
   returned: always
   type: str
   sample: 2.26.1
+image:
+  description: O(image), as asked for.
+  returned: always
+  type: str
 image_id:
   description: The id of O(image), or V(null) when the engine does not have it.
   returned: always
