@@ -131,6 +131,12 @@ def record(who, action, status):
     MATRIX.write_text(json.dumps(rows, indent=0))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def fresh_matrix():
+    """The table of this run only."""
+    MATRIX.unlink(missing_ok=True)
+
+
 @pytest.fixture(scope="session")
 def ledger():
     """What the tests logged and must find again after rotation, restore and upgrade."""

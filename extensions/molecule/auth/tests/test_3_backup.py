@@ -22,8 +22,10 @@ def test_backup_holds_the_auth_database_with_its_checksum(host, ledger):
 
 
 def test_restore_brings_back_a_deleted_user_and_the_permissions(host, ledger):
-    status, _ = api(host, "/api/2.0/mlflow/users/delete", ADMIN, SECOND_ADMIN_PASSWORD, "DELETE", {"username": "ben"})
-    assert status == 200
+    status, body = api(
+        host, "/api/2.0/mlflow/users/delete", ADMIN, SECOND_ADMIN_PASSWORD, "DELETE", {"username": "ben"}
+    )
+    assert status == 200, body
     with Tunnel("ben"):
         assert mlflow_as("ben", "read", ledger["ann_run"]["run_id"])["status"] == 401
     result = run_playbook(host, "restore.yml", {**NEW_ADMIN, "mlflow_server_restore_from": ledger["backup"]})

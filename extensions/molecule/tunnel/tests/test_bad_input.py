@@ -277,16 +277,12 @@ def playbook(name, extra, check=False):
     with tempfile.NamedTemporaryFile("w", suffix=".json") as handle:
         json.dump(extra, handle)
         handle.flush()
-        command = [
-            "ansible-playbook",
-            f"playbooks/{name}",
-            "-i",
-            os.environ["MOLECULE_INVENTORY_FILE"],
-            "-e",
-            f"@{handle.name}",
-        ]
+        # The inventory directory: the controller's group (mlflow_clients) is in a file of its own there.
+        inventory = str(Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent)
+        command = ["ansible-playbook", f"playbooks/{name}", "-i", inventory, "-e", f"@{handle.name}"]
+        command += ["--check"] if check else []
         result = subprocess.run(
-            command + (["--check"] if check else []), cwd=PROJECT, capture_output=True, text=True, check=False
+            command, cwd=PROJECT, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False
         )
     out = result.stdout + result.stderr
     return result.returncode, changed_in(out), out

@@ -183,6 +183,7 @@ def test_members_log_in_on_the_servers_ssh_port(tmp_path):
     )
     result = subprocess.run(
         ["ansible-playbook", "-i", str(inventory), "mlops.mlflow.onboard", "-e", f"@{extra}"],
+        stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
         check=False,
