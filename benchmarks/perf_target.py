@@ -19,6 +19,7 @@ import json
 import os
 import shlex
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -68,6 +69,32 @@ services:
     volumes: ["%(store)s:/mlflow"]
 EOF
 cd "$D" && docker compose -p %(project)s up -d --quiet-pull 2>/dev/null
+python3 - <<'EOF'
+import time, urllib.request
+deadline = time.monotonic() + 180
+while True:
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:5000/health", timeout=2) as answer:
+            if answer.status == 200 and answer.read().strip() == b"OK":
+                break
+    except OSError:
+        pass
+    if time.monotonic() > deadline:
+        raise SystemExit("MLflow did not answer healthy")
+    time.sleep(0.2)
+EOF
+"""
+
+# The same steps for a Compose file the role rendered (captured from the target after a converge).
+STORE_UP = r"""set -e
+D=%(store)s
+install -d -m 0755 "$D"
+touch "$D/mlflow.db" && chmod 0666 "$D/mlflow.db"
+install -d -m 0777 "$D/mlruns"
+cat > "$D/docker-compose.yml" <<'EOF'
+%(compose)s
+EOF
+cd "$D" && docker compose up -d --quiet-pull 2>/dev/null
 python3 - <<'EOF'
 import time, urllib.request
 deadline = time.monotonic() + 180
@@ -210,6 +237,10 @@ class Target:
         """The full id of a container of the target's inner engine (its cgroup is /docker/<id> on this host)."""
         return self.exec(f"docker inspect -f '{{{{.Id}}}}' {name}").stdout.strip()
 
+    def container_id_on_host(self):
+        """The target container's own full id on this host."""
+        return sh("docker", "inspect", "-f", "{{.Id}}", self.name).stdout.strip()
+
     # --- ssh -----------------------------------------------------------------------------
     def ssh_options(self):
         return [
@@ -236,6 +267,43 @@ class Target:
         started = time.monotonic()
         self.ssh("bash -s", stdin=script)
         return time.monotonic() - started
+
+    def start_compose(self, compose_text):
+        """The role's store layout (store.yml: dir, mlflow.db 0666, mlruns/ 0777) and a Compose file the
+        role rendered, brought up over one ssh session and polled like the recipe; returns seconds."""
+        script = STORE_UP % {"store": STORE, "compose": compose_text}
+        started = time.monotonic()
+        self.ssh("bash -s", stdin=script)
+        return time.monotonic() - started
+
+    def tunnel(self, local_port, remote_port=5000):
+        """A member's tunnel: `ssh -N -L 127.0.0.1:<local_port>:localhost:<remote_port>` (a Popen)."""
+        process = subprocess.Popen(
+            [
+                "ssh",
+                *self.ssh_options(),
+                "-o",
+                "ExitOnForwardFailure=yes",
+                "-o",
+                "ServerAliveInterval=30",
+                "-N",
+                "-L",
+                f"127.0.0.1:{local_port}:localhost:{remote_port}",
+                f"root@{self.address}",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for _attempt in range(100):
+            if process.poll() is not None:
+                raise SystemExit(f"the tunnel exited: {process.stderr.read().decode()[-500:]}")
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", local_port)) == 0:
+                    return process
+            time.sleep(0.1)
+        process.kill()
+        raise SystemExit("the tunnel did not open")
 
     # --- Ansible -------------------------------------------------------------------------
     def inventory(self, server_vars=None, all_vars=None):
@@ -378,3 +446,39 @@ def counts(document):
 
 def quote(text):
     return shlex.quote(str(text))
+
+
+def free_port():
+    """A local port the kernel says is free now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def cgroup_value(controller, container_id, name):
+    """A number from this host's cgroup v1 file of a container (the target's inner containers are
+    siblings of the target under /docker, because the target runs with cgroupns host)."""
+    path = Path("/sys/fs/cgroup") / controller / "docker" / container_id / name
+    try:
+        text = path.read_text()
+    except OSError:
+        return None
+    if name == "memory.stat":
+        return {key: int(value) for key, value in (line.split() for line in text.splitlines())}
+    return int(text.split()[0])
+
+
+def host_cpu_busy():
+    """(busy, total) jiffies of this host from /proc/stat."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return sum(fields) - idle, sum(fields)
+
+
+def process_cpu_seconds(pid):
+    """utime + stime of a process in seconds."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
