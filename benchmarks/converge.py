@@ -223,14 +223,20 @@ def main():
             [
                 phase,
                 run["counts"]["tasks_run"],
-                run["counts"]["module_runs"],
+                f"{run['counts']['module_runs']} ("
+                + ", ".join(
+                    f"{host.replace(args.name, 'server')} {n}"
+                    for host, n in run["counts"]["module_runs_per_host"].items()
+                )
+                + ")",
                 run["counts"]["skipped"],
                 ", ".join(f"{host.replace(args.name, 'server')}: changed={s['changed']}" for host, s in stat.items()),
             ]
         )
     print(
         md_table(
-            ["run", "tasks run", "module runs (not assert/debug/set_fact/include)", "skipped", "recap"], count_rows
+            ["run", "tasks run", "module runs (not assert/debug/set_fact/include/arg spec)", "skipped", "recap"],
+            count_rows,
         )
     )
 

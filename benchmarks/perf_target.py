@@ -400,6 +400,8 @@ CONTROLLER_ONLY = {
     "meta",
     "ansible.builtin.fail",
     "fail",
+    "ansible.builtin.validate_argument_spec",
+    "validate_argument_spec",
 }
 
 
@@ -438,10 +440,19 @@ def recap(document):
 
 
 def counts(document):
-    """Tasks that ran (not skipped) and those that sent a module to a host (or ran one locally)."""
+    """Tasks that ran (not skipped) and those that sent a module to a host (or ran one locally),
+    in total and per host."""
     rows = [row for row in task_rows(document) if not row["skipped"]]
     modules = [row for row in rows if row["action"] not in CONTROLLER_ONLY]
-    return {"tasks_run": len(rows), "module_runs": len(modules), "skipped": len(task_rows(document)) - len(rows)}
+    per_host = {}
+    for row in modules:
+        per_host[row["host"]] = per_host.get(row["host"], 0) + 1
+    return {
+        "tasks_run": len(rows),
+        "module_runs": len(modules),
+        "module_runs_per_host": per_host,
+        "skipped": len(task_rows(document)) - len(rows),
+    }
 
 
 def quote(text):
