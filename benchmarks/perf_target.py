@@ -65,7 +65,7 @@ services:
     command: ["mlflow", "server", "--backend-store-uri", "sqlite:////mlflow/mlflow.db",
               "--serve-artifacts", "--artifacts-destination", "/mlflow/mlruns",
               "--host", "0.0.0.0", "--port", "5000"]
-    ports: ["127.0.0.1:5000:5000"]
+    ports: ["127.0.0.1:%(port)s:5000"]
     volumes: ["%(store)s:/mlflow"]
 EOF
 cd "$D" && docker compose -p %(project)s up -d --quiet-pull 2>/dev/null
@@ -74,7 +74,7 @@ import time, urllib.request
 deadline = time.monotonic() + 180
 while True:
     try:
-        with urllib.request.urlopen("http://127.0.0.1:5000/health", timeout=2) as answer:
+        with urllib.request.urlopen("http://127.0.0.1:%(port)s/health", timeout=2) as answer:
             if answer.status == 200 and answer.read().strip() == b"OK":
                 break
     except OSError:
@@ -261,9 +261,9 @@ class Target:
             "ssh", *self.ssh_options(), f"root@{self.address}", command, stdin=stdin, check=check, timeout=timeout
         )
 
-    def recipe(self):
+    def recipe(self, port=5000):
         """The manual recipe over one ssh session; returns its wall time in seconds."""
-        script = RECIPE % {"store": RECIPE_STORE, "image": IMAGE, "project": RECIPE_PROJECT}
+        script = RECIPE % {"store": RECIPE_STORE, "image": IMAGE, "project": RECIPE_PROJECT, "port": port}
         started = time.monotonic()
         self.ssh("bash -s", stdin=script)
         return time.monotonic() - started

@@ -195,10 +195,10 @@ def settle(server_id, timeout=120.0, quiet=0.15):
     return time.monotonic() - started
 
 
-def worker_processes(target):
+def worker_processes(target, name=None):
     """Processes in the MLflow container (uvicorn parent, its workers, MLflow's job runner...)."""
-    names = target.exec("docker ps --format '{{.Names}}' | head -1").stdout.strip()
-    return len(target.exec(f"docker top {names} -eo pid").stdout.strip().splitlines()) - 1
+    name = name or target.exec("docker ps --format '{{.Names}}' | head -1").stdout.strip()
+    return len(target.exec(f"docker top {name} -eo pid").stdout.strip().splitlines()) - 1
 
 
 def main():
