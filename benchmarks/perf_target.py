@@ -4,7 +4,7 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""Shared by the performance benchmarks (converge.py, writers.py, onboard.py); not run by itself.
+"""Shared by the performance benchmarks (converge.py, writers.py, workers_sweep.py, onboard.py); not run by itself.
 
 A throwaway Debian 13 target container (the platform of extensions/molecule/config.yml) that
 plays the lab server: sshd runs in it and takes a generated root key, so Ansible reaches it
