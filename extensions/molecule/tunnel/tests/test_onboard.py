@@ -12,7 +12,8 @@ from pathlib import Path
 from conftest import ALIAS, CONFIG, KEY, SERVER_USER, port_is_free, ports, server_address, short_dir
 
 testinfra_hosts = ["tunnel-server"]
-TRANSCRIPT = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/tmp")) / "member_key.txt"
+# Outside the scenario's ephemeral directory, which destroy removes.
+TRANSCRIPT = Path(__file__).resolve().parents[4] / ".cache" / "logs" / "member_key.txt"
 
 
 def free_port():
@@ -107,6 +108,7 @@ def forward(target, timeout=20):
 
 
 def test_a_tunnel_only_key_forwards_to_mlflow_and_nothing_else():
+    TRANSCRIPT.parent.mkdir(parents=True, exist_ok=True)
     TRANSCRIPT.write_text("What the key of a tunnel-only member can and cannot do (real ssh, its own alias):\n\n")
     # Can: forward to MLflow on the server's loopback, by either name.
     for target in ("localhost:5000", "127.0.0.1:5000"):
