@@ -44,9 +44,17 @@ options:
     version_added: 0.3.0
     suboptions:
       endpoint:
-        description: The S3 endpoint, such as C(http://172.18.0.3:8333).
+        description: The S3 endpoint, such as C(http://mlflow-s3:8333) or C(https://s3.example).
         type: str
         required: true
+      container:
+        description:
+          - A container that serves O(s3.endpoint) and publishes no port. The host then reaches it at that container's
+            address on O(s3.network), with the port of O(s3.endpoint).
+        type: str
+      network:
+        description: The Docker network of O(s3.container).
+        type: str
       bucket:
         description: The bucket that holds MLflow's artifacts, and nothing else.
         type: str

@@ -42,6 +42,8 @@ DB = "mlflow.db"
 AUTH_DB = "basic_auth.db"
 ARTIFACTS = "mlruns"
 COMPOSE = "docker-compose.yml"
+# The MLflow replicas' stack file in Swarm mode.
+STACK = "docker-stack.yml"
 MANIFEST = "manifest.json"
 # The role writes this into every store it creates: only a directory that carries it may be purged.
 MARKER = ".mlops-mlflow-store"
@@ -142,17 +144,30 @@ def database_info(path, auth=False):
     return info
 
 
-def compose_image(path):
-    """The image the Compose file on disk runs, or None: the image that wrote the data."""
+def compose_image(path, service="mlflow-server"):
+    """The image the MLflow service of a Compose or stack file on disk runs, or None: the image that wrote the data.
+
+    A file without that service name (written before the managed services existed) gives its first image."""
+    first = found = None
+    inside = False
     try:
         with open(path) as handle:
             for line in handle:
+                if re.match(r"^  [A-Za-z0-9._-]+:\s*$", line):
+                    inside = line.strip() == f"{service}:"
                 match = re.match(r"^\s+image:\s*\"?([^\s\"]+)\"?\s*$", line)
                 if match:
-                    return match.group(1)
+                    first = first or match.group(1)
+                    if inside and found is None:
+                        found = match.group(1)
     except OSError:
         return None
-    return None
+    return found or first
+
+
+def mlflow_image(store_dir):
+    """The MLflow image of the stack file (Swarm) or else the Compose file in the store."""
+    return compose_image(os.path.join(store_dir, STACK)) or compose_image(os.path.join(store_dir, COMPOSE))
 
 
 def compose_services(path):
@@ -212,7 +227,7 @@ def store_info(store_dir, postgres=None, s3=None):
     else:
         info["artifacts"] = count_files(os.path.join(store_dir, ARTIFACTS))
     info["postgres_data"] = os.path.isfile(os.path.join(store_dir, "postgres", "PG_VERSION"))
-    info["compose_image"] = compose_image(os.path.join(store_dir, COMPOSE))
+    info["compose_image"] = mlflow_image(store_dir)
     info["compose_services"] = compose_services(os.path.join(store_dir, COMPOSE))
     return info
 
@@ -369,8 +384,9 @@ def create_backup(store_dir, backup_dir, label, mlflow_version=None, now=None, p
         else:
             revision, db_counts, auth = _snapshot_sqlite(store_dir, partial)
         _copy_artifacts(store_dir, partial, s3)
-        if os.path.isfile(os.path.join(store_dir, COMPOSE)):
-            shutil.copy2(os.path.join(store_dir, COMPOSE), os.path.join(partial, COMPOSE))
+        for deployment in (COMPOSE, STACK):
+            if os.path.isfile(os.path.join(store_dir, deployment)):
+                shutil.copy2(os.path.join(store_dir, deployment), os.path.join(partial, deployment))
         _make_private(partial)
         counts = dict(db_counts or dict.fromkeys((*TRACKING_TABLES, "runs_active"), 0))
         counts["artifacts"] = count_files(os.path.join(partial, ARTIFACTS))
@@ -669,6 +685,8 @@ BACKEND_ARGUMENT_SPEC = {
         "type": "dict",
         "options": {
             "endpoint": {"type": "str", "required": True},
+            "container": {"type": "str"},
+            "network": {"type": "str"},
             "bucket": {"type": "str", "required": True},
             "region": {"type": "str", "default": "us-east-1"},
             "credentials_file": {"type": "path", "required": True},
@@ -691,9 +709,35 @@ def backends(module):
             lambda argv, data=None: module.run_command(argv, data=data, binary_data=True),
         )
     if module.params.get("s3"):
-        spec = module.params["s3"]
+        spec = dict(module.params["s3"])
+        if spec.get("container"):
+            spec["endpoint"] = container_endpoint(module, spec)
         try:
             s3 = (S3.from_spec(spec), spec["bucket"])
         except S3Error as error:
             module.fail_json(msg=f"s3.credentials_file: {error}.")
     return postgres, s3
+
+
+def container_endpoint(module, spec):
+    """The endpoint with its host replaced by the address of s3.container on s3.network: the host
+    reaches a managed S3 that publishes no port there."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    rc, out, err = module.run_command(
+        ["docker", "inspect", "-f", "{{json .NetworkSettings.Networks}}", spec["container"]]
+    )
+    networks = {}
+    if rc == 0:
+        try:
+            networks = json.loads(out)
+        except ValueError:
+            networks = {}
+    address = (networks.get(spec.get("network") or "") or {}).get("IPAddress")
+    if not address:
+        module.fail_json(
+            msg=f"s3.container {spec['container']} has no address on the network {spec.get('network')} "
+            f"(is it running?): {(err or out).strip()[-300:]}"
+        )
+    url = urlsplit(spec["endpoint"])
+    return urlunsplit((url.scheme, f"{address}:{url.port or 80}", url.path, "", ""))

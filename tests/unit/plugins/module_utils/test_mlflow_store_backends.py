@@ -215,3 +215,13 @@ def test_set_aside_moves_only_what_exists(store_dir):
     assert kept.endswith("migration-failed-20261126T100000Z")
     assert sorted(os.listdir(kept)) == ["postgres", "s3"]
     assert store.set_aside(str(store_dir), ["postgres"], "again") is None
+
+
+def test_the_image_that_wrote_the_data_is_the_mlflow_service_s_whatever_comes_first(store_dir):
+    (store_dir / "docker-compose.yml").write_text(
+        'name: mlflow\nservices:\n  postgres:\n    image: "mlops/postgres:17"\n'
+        '  mlflow-server:\n    image: "mlops/mlflow:2.22.1-full"\n'
+    )
+    assert store.store_info(str(store_dir))["compose_image"] == "mlops/mlflow:2.22.1-full"
+    (store_dir / "docker-stack.yml").write_text('services:\n  mlflow-server:\n    image: "mlops/mlflow:3.17.2-full"\n')
+    assert store.store_info(str(store_dir))["compose_image"] == "mlops/mlflow:3.17.2-full"
