@@ -695,10 +695,12 @@ BACKEND_ARGUMENT_SPEC = {
 }
 
 
-def backends(module):
+def backends(module, s3_client=True):
     """(Postgres helper or None, (S3 client, bucket) or None) from a module's postgres and s3 options.
 
-    Fails the module, naming the option, when the S3 keys cannot be read."""
+    s3_client=False skips the client (a swap-in only needs to know that the artifacts live in S3,
+    and the S3 server is stopped then). Fails the module, naming the option, when the S3 keys
+    cannot be read or the managed S3 container has no address."""
     from ansible_collections.mlops.mlflow.plugins.module_utils.mlflow_postgres import Postgres
     from ansible_collections.mlops.mlflow.plugins.module_utils.mlflow_s3 import S3
 
@@ -708,7 +710,7 @@ def backends(module):
             module.params["postgres"],
             lambda argv, data=None: module.run_command(argv, data=data, binary_data=True),
         )
-    if module.params.get("s3"):
+    if module.params.get("s3") and s3_client:
         spec = dict(module.params["s3"])
         if spec.get("container"):
             spec["endpoint"] = container_endpoint(module, spec)

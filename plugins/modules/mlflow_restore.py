@@ -251,7 +251,7 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
-    postgres, s3 = backends(module)
+    postgres, s3 = backends(module, s3_client=p["state"] == "loaded")
     if p["state"] == "checked":
         result = verify_backup(
             p["backup"], p["known_revisions"], p["head"], p["image_version"], postgres=postgres, backend=p["backend"]
@@ -275,7 +275,7 @@ def main():
                 p["backup"],
                 mode(module, "db_mode"),
                 mode(module, "artifacts_mode"),
-                artifacts_local=s3 is None,
+                artifacts_local=not p["s3"],
             )
             result["msg"] = f"Swapped {p['backup']} into {p['store_dir']}; the previous data is in {result['kept']}."
         elif p["state"] == "loaded":
