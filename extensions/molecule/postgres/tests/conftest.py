@@ -5,6 +5,7 @@ through boto3 in MLflow's).
 The test files run in name order on one target: test_1 moves the SQLite server that converge
 deployed to PostgreSQL and S3; the later files work on the moved store."""
 
+import base64
 import json
 import os
 import sys
@@ -45,7 +46,9 @@ print(json.dumps(keys))
 
 def bucket_keys(host):
     """The keys of the bucket, listed by boto3 inside the MLflow container (its endpoint and keys)."""
-    return json.loads(sh(host, f"docker exec mlflow-server python -c {json.dumps(BUCKET)}"))
+    encoded = base64.b64encode(BUCKET.encode()).decode()
+    script = f"import base64; exec(base64.b64decode('{encoded}'))"
+    return json.loads(sh(host, f'docker exec mlflow-server python -c "{script}"'))
 
 
 def backups(host, label=None):
