@@ -53,13 +53,13 @@ def test_a_row_postgresql_refuses_stops_the_move_and_mlflow_stays_on_sqlite(host
     [aside] = sh(host, f"ls -d {STORE}/migration-failed-*").split()
     assert host.file(f"{aside}/postgres/PG_VERSION").exists
     assert not host.file(f"{STORE}/postgres").exists
-    for run_id, expected in ledger.items():
-        assert_run_intact(mlflow, run_id, expected, tmp_path)
     delete = (
         "import sqlite3; c = sqlite3.connect('/opt/mlflow/mlflow.db'); "
         f"c.execute(\"DELETE FROM tags WHERE key = '{long_key}'\"); c.commit()"
     )
     sh(host, f"python3 -c {json.dumps(delete)}")
+    for run_id, expected in ledger.items():
+        assert_run_intact(mlflow, run_id, expected, tmp_path)
 
 
 def test_the_move_copies_every_row_and_artifact_compares_them_and_switches_over(host, mlflow, ledger, tmp_path):
