@@ -35,8 +35,8 @@ def psql(host, sql, database="mlflow"):
 
 
 BUCKET = """
-import json, boto3
-s3 = boto3.client("s3")
+import json, os, boto3
+s3 = boto3.client("s3", endpoint_url=os.environ["MLFLOW_S3_ENDPOINT_URL"])
 keys = []
 for page in s3.get_paginator("list_objects_v2").paginate(Bucket="mlflow"):
     keys += [item["Key"] for item in page.get("Contents", [])]
