@@ -1,8 +1,9 @@
 """The replica set as deployed: one replica per node, one database and one bucket behind both,
 one secret key and one user database, the schema migrated once, and each node's port off the network."""
 
-import hashlib
 import os
+import subprocess
+import uuid
 
 import requests
 from conftest import ADMIN, MANAGER, NODES, WORKER, on, psql, replica
@@ -23,7 +24,7 @@ def test_one_replica_runs_on_each_node_and_answers_on_its_loopback(relays):
 
 def test_a_run_logged_through_one_node_is_read_through_the_other_with_its_artifact(clients, tmp_path):
     writer, reader = clients[WORKER], clients[MANAGER]
-    experiment = writer.create_experiment("across-nodes")
+    experiment = writer.create_experiment(f"across-nodes-{uuid.uuid4().hex[:8]}")
     run_id = writer.create_run(experiment).info.run_id
     writer.log_param(run_id, "via", WORKER)
     data = os.urandom(50_000)
@@ -40,8 +41,7 @@ def test_every_replica_has_the_same_secret_key_and_the_same_users(relays):
         for node in NODES
     }
     assert len(set(digests.values())) == 1, digests
-    key = on(MANAGER, "cat /opt/mlflow/secrets/flask_secret_key").strip()
-    assert hashlib.sha256(key.encode() + b"\n").hexdigest() == digests[MANAGER]
+    assert on(MANAGER, "sha256sum /opt/mlflow/secrets/flask_secret_key").split()[0] == digests[MANAGER]
     # A user made through the manager's replica logs in through the worker's: the users live in PostgreSQL.
     created = requests.post(
         f"{relays[MANAGER].uri}/api/2.0/mlflow/users/create",
@@ -72,7 +72,14 @@ def test_the_schema_was_migrated_once_before_the_replicas_started():
 
 def test_the_replicas_ports_stay_off_the_network():
     """Swarm publishes a host-mode port on every address; the guard drops what arrives from the network."""
-    manager_ip = on(MANAGER, "hostname -I").split()[0]
+    # Its address on the network the nodes share (docker_gwbridge has the same subnet on every node).
+    manager_ip = subprocess.run(
+        ["docker", "inspect", "-f", '{{(index .NetworkSettings.Networks "mlflow-swarm-lan").IPAddress}}', MANAGER],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert manager_ip
     probe = f"import socket; s = socket.socket(); s.settimeout(3); print(s.connect_ex(('{manager_ip}', 5000)))"
     assert on(WORKER, f'python3 -c "{probe}"').strip() != "0"
     # Its own loopback reaches it.

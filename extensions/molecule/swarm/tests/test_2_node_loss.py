@@ -9,6 +9,7 @@ import json
 import subprocess
 import threading
 import time
+import uuid
 
 from conftest import LOGS, MANAGER, WORKER, psql
 from mlflow.entities import Metric
@@ -35,7 +36,7 @@ class Writer(threading.Thread):
 
 
 def test_losing_the_worker_mid_logging_loses_no_acknowledged_run(clients):
-    experiment = clients[MANAGER].create_experiment("node-loss")
+    experiment = clients[MANAGER].create_experiment(f"node-loss-{uuid.uuid4().hex[:8]}")
     writers = {node: Writer(clients[node], experiment) for node in (MANAGER, WORKER)}
     for writer in writers.values():
         writer.start()
