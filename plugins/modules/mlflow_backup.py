@@ -8,12 +8,16 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: mlflow_backup
-short_description: Back up an MLflow store (SQLite databases and served artifacts) with a checked manifest
+short_description: Back up an MLflow store (SQLite or PostgreSQL, local or S3 artifacts) with a checked manifest
 version_added: 0.2.0
 description:
   - Runs on the MLflow server host. Copies C(mlflow.db) (and C(basic_auth.db) when MLflow's basic-auth app
     keeps its users there) with SQLite's online backup API, which gives a consistent copy while MLflow
     writes, runs C(PRAGMA integrity_check) on each copy, then copies C(mlruns/) and C(docker-compose.yml).
+  - With O(postgres), it dumps the PostgreSQL database instead (C(pg_dump --format=custom) into C(mlflow.pgdump)),
+    from an exported snapshot, and counts the rows in the same snapshot, so the counts are exactly what the dump holds,
+    while MLflow keeps writing. C(pg_restore --list) then reads the dump back.
+  - With O(s3), it copies every object of the bucket into C(mlruns/), each file named by its key.
   - Databases are copied before the artifacts, so every artifact a backed-up run refers to is in the backup.
   - Writes C(manifest.json) with the MLflow version, the schema revision, the counts of experiments, runs,
     active runs, metrics, params, tags and artifact files, and the sha256 of every file.
@@ -27,6 +31,8 @@ description:
     the last good copy.
 author:
   - mlops.mlflow developers (@mlops)
+extends_documentation_fragment:
+  - mlops.mlflow.mlflow_store
 attributes:
   check_mode:
     description: Can run in C(check_mode) and return changed status prediction without modifying target.
@@ -69,7 +75,8 @@ options:
     description: Version of the MLflow that wrote the data, recorded in the manifest.
     type: str
 notes:
-  - Needs only Python's C(sqlite3) on the host, which Debian's and Ubuntu's C(python3) include.
+  - Needs only Python's C(sqlite3) on the host, which Debian's and Ubuntu's C(python3) include; with O(postgres),
+    also the C(docker) CLI and the PostgreSQL image.
 seealso:
   - module: mlops.mlflow.mlflow_restore
   - module: mlops.mlflow.mlflow_store_info
@@ -82,6 +89,20 @@ EXAMPLES = r"""
     backup_dir: /var/backups/mlflow
     mlflow_version: 3.17.2
   register: backup
+
+- name: Back up MLflow on PostgreSQL and S3 (the managed services of the server role)
+  mlops.mlflow.mlflow_backup:
+    store_dir: /opt/mlflow
+    backup_dir: /var/backups/mlflow
+    postgres:
+      image: mlops/postgres:17
+      network: mlflow_default
+      uri: postgresql://mlflow@mlflow-postgres:5432/mlflow
+      pgpass_file: /opt/mlflow/secrets/pgpass
+    s3:
+      endpoint: http://172.18.0.3:8333
+      bucket: mlflow
+      credentials_file: /opt/mlflow/secrets/aws_credentials
 
 - name: Show where it went
   ansible.builtin.debug:
@@ -104,6 +125,16 @@ counts:
   returned: success
   type: dict
   sample: {"experiments": 2, "runs": 10, "runs_active": 9, "metrics": 50, "params": 10, "tags": 40, "artifacts": 10}
+backend:
+  description: Where the tracking data came from, V(sqlite) or V(postgresql).
+  returned: success
+  type: str
+  sample: postgresql
+artifacts_store:
+  description: Where the artifacts came from, V(local) or V(s3).
+  returned: success
+  type: str
+  sample: s3
 schema_revision:
   description: The tracking database's alembic revision; V(null) for a store that never served.
   returned: success
@@ -120,8 +151,8 @@ anomaly:
   type: str
   sample: active runs fell from 120 to 0 since the backup 20261125T101500Z-manual
 auth:
-  description: Schema revision and counts of C(basic_auth.db), when the store has one.
-  returned: when the store has basic_auth.db
+  description: Schema revision and counts of C(basic_auth.db), or of the basic-auth tables in PostgreSQL.
+  returned: when the store has them
   type: dict
   sample:
     schema_revision: 8606fa83a998
@@ -147,8 +178,10 @@ import shutil  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.mlops.mlflow.plugins.module_utils.mlflow_store import (  # noqa: E402
+    BACKEND_ARGUMENT_SPEC,
     LABEL_RE,
     StoreError,
+    backends,
     create_backup,
     retention,
 )
@@ -163,6 +196,7 @@ def main():
             keep=dict(type="int", default=7),
             protect=dict(type="list", elements="path", default=[]),
             mlflow_version=dict(type="str"),
+            **BACKEND_ARGUMENT_SPEC,
         ),
         supports_check_mode=True,
     )
@@ -182,8 +216,11 @@ def main():
             kept=kept,
             msg=f"Would back up {p['store_dir']} to {p['backup_dir']}.",
         )
+    postgres, s3 = backends(module)
     try:
-        summary = create_backup(p["store_dir"], p["backup_dir"], p["label"], p["mlflow_version"])
+        summary = create_backup(
+            p["store_dir"], p["backup_dir"], p["label"], p["mlflow_version"], postgres=postgres, s3=s3
+        )
         deleted, kept = retention(p["backup_dir"], p["keep"], p["protect"] + [summary["path"]])
         for path in deleted:
             shutil.rmtree(path)
@@ -203,7 +240,7 @@ def main():
             f"Backup of MLflow {summary['mlflow_version'] or '(version unknown)'} "
             f"(schema {summary['schema_revision']}): "
             f"{counts['experiments']} experiments, {counts['runs']} runs, {counts['artifacts']} artifact files, "
-            f"{summary['bytes']} bytes, integrity_check ok, in {summary['path']}."
+            f"{summary['bytes']} bytes, {summary['integrity_check']}, in {summary['path']}."
         ),
     )
     module.exit_json(**summary)

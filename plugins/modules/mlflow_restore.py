@@ -8,7 +8,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: mlflow_restore
-short_description: Check an MLflow backup, swap it into a stopped store, or put the previous data back
+short_description: Check an MLflow backup, swap it into a stopped store, load PostgreSQL and S3, or undo it
 version_added: 0.2.0
 description:
   - Runs on the MLflow server host, on backups written by M(mlops.mlflow.mlflow_backup).
@@ -24,8 +24,17 @@ description:
     message says so.
   - O(state=reverted) undoes a restore. The restored entries are removed and the ones in O(kept) are put
     back. Use it when MLflow does not come up on the restored data.
+  - With PostgreSQL or S3, O(state=restored) moves the managed services' data directories (C(postgres/), C(s3/)) aside
+    unread like the databases, and stages only what lives in files. Once the services run again on empty data,
+    O(state=loaded) fills them. C(pg_restore) loads the dump into the empty database O(postgres), and every file of
+    the backup's C(mlruns/) is uploaded to the bucket O(s3). Then every object is downloaded again and compared with
+    the manifest's sha256.
+  - O(state=set_aside) moves the store entries named in O(entries) into C(<store_dir>/<label>-<time>/) by rename
+    (after a failed migration, say).
 author:
   - mlops.mlflow developers (@mlops)
+extends_documentation_fragment:
+  - mlops.mlflow.mlflow_store
 attributes:
   check_mode:
     description: Can run in C(check_mode) and return changed status prediction without modifying target.
@@ -46,15 +55,32 @@ options:
   state:
     description: What to do.
     type: str
-    choices: [checked, restored, reverted]
+    choices: [checked, restored, loaded, reverted, set_aside]
     default: checked
   store_dir:
     description: The store directory.
     type: path
     required: true
   backup:
-    description: The backup folder. Required for O(state=checked) and O(state=restored).
+    description: The backup folder. Required for O(state=checked), O(state=restored) and O(state=loaded).
     type: path
+  backend:
+    description:
+      - With O(state=checked), the configured backend. A backup taken from another backend is refused (a SQLite store
+        moves to PostgreSQL with C(playbooks/migrate.yml)).
+    type: str
+    choices: [sqlite, postgresql]
+    version_added: 0.3.0
+  entries:
+    description: With O(state=set_aside), the store entries to move aside (such as V(postgres), V(s3), V(mlflow.db)).
+    type: list
+    elements: str
+    version_added: 0.3.0
+  label:
+    description: With O(state=set_aside), the start of the folder name.
+    type: str
+    default: set-aside
+    version_added: 0.3.0
   kept:
     description: The folder a restore moved the previous data to (RV(kept)). Required for O(state=reverted).
     type: path
@@ -96,6 +122,21 @@ EXAMPLES = r"""
     backup: /var/backups/mlflow/20261126T101500Z-manual
   register: swap
 
+- name: Fill the restarted, empty PostgreSQL and bucket from the backup
+  mlops.mlflow.mlflow_restore:
+    state: loaded
+    store_dir: /opt/mlflow
+    backup: /var/backups/mlflow/20261126T101500Z-manual
+    postgres:
+      image: mlops/postgres:17
+      network: mlflow_default
+      uri: postgresql://mlflow@mlflow-postgres:5432/mlflow
+      pgpass_file: /opt/mlflow/secrets/pgpass
+    s3:
+      endpoint: http://172.18.0.3:8333
+      bucket: mlflow
+      credentials_file: /opt/mlflow/secrets/aws_credentials
+
 - name: Put the previous data back when MLflow does not come up
   mlops.mlflow.mlflow_restore:
     state: reverted
@@ -128,7 +169,7 @@ needs_upgrade:
   type: bool
 kept:
   description: Where the previous data was moved; V(null) when the store held none.
-  returned: state is restored
+  returned: state is restored or set_aside
   type: str
   sample: /opt/mlflow/kept-before-restore-20261126T101500Z
 moved_aside:
@@ -141,6 +182,19 @@ restored:
   returned: state is restored
   type: list
   elements: str
+db:
+  description: With O(state=loaded), the schema revision and counts of the loaded PostgreSQL database.
+  returned: state is loaded and postgres is given
+  type: dict
+  version_added: 0.3.0
+artifacts:
+  description:
+    - With O(state=loaded) and O(s3), the objects uploaded and found again (RV(artifacts.source),
+      RV(artifacts.target)) and one sha256 over each side's keys and object sha256s (RV(artifacts.source_sha256),
+      RV(artifacts.target_sha256)).
+  returned: state is loaded and s3 is given
+  type: dict
+  version_added: 0.3.0
 msg:
   description: What was done or found.
   returned: always
@@ -149,8 +203,12 @@ msg:
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.mlops.mlflow.plugins.module_utils.mlflow_store import (  # noqa: E402
+    BACKEND_ARGUMENT_SPEC,
     StoreError,
+    backends,
+    load_backup,
     put_back,
+    set_aside,
     swap_in,
     verify_backup,
 )
@@ -167,7 +225,9 @@ def mode(module, name):
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            state=dict(type="str", default="checked", choices=["checked", "restored", "reverted"]),
+            state=dict(
+                type="str", default="checked", choices=["checked", "restored", "loaded", "reverted", "set_aside"]
+            ),
             store_dir=dict(type="path", required=True),
             backup=dict(type="path"),
             kept=dict(type="path"),
@@ -176,28 +236,56 @@ def main():
             image_version=dict(type="str"),
             db_mode=dict(type="raw", default="0666"),
             artifacts_mode=dict(type="raw", default="0777"),
+            backend=dict(type="str", choices=["sqlite", "postgresql"]),
+            entries=dict(type="list", elements="str"),
+            label=dict(type="str", default="set-aside"),
+            **BACKEND_ARGUMENT_SPEC,
         ),
         required_if=[
             ("state", "checked", ["backup"]),
             ("state", "restored", ["backup"]),
+            ("state", "loaded", ["backup"]),
             ("state", "reverted", ["kept"]),
+            ("state", "set_aside", ["entries"]),
         ],
         supports_check_mode=True,
     )
     p = module.params
+    postgres, s3 = backends(module, s3_client=p["state"] == "loaded")
     if p["state"] == "checked":
-        result = verify_backup(p["backup"], p["known_revisions"], p["head"], p["image_version"])
+        result = verify_backup(
+            p["backup"], p["known_revisions"], p["head"], p["image_version"], postgres=postgres, backend=p["backend"]
+        )
         result["msg"] = (
             f"{p['backup']} passed every check." if result["ok"] else f"{p['backup']} {'; '.join(result['problems'])}."
         )
         module.exit_json(changed=False, **result)
     if module.check_mode:
-        what = f"restore {p['backup']}" if p["state"] == "restored" else f"put back {p['kept']}"
+        what = {
+            "restored": f"restore {p['backup']}",
+            "loaded": f"load {p['backup']} into PostgreSQL and S3",
+            "reverted": f"put back {p['kept']}",
+            "set_aside": f"move {', '.join(p['entries'] or [])} aside",
+        }[p["state"]]
         module.exit_json(changed=True, msg=f"Would {what} in {p['store_dir']}.")
     try:
         if p["state"] == "restored":
-            result = swap_in(p["store_dir"], p["backup"], mode(module, "db_mode"), mode(module, "artifacts_mode"))
+            result = swap_in(
+                p["store_dir"],
+                p["backup"],
+                mode(module, "db_mode"),
+                mode(module, "artifacts_mode"),
+                artifacts_local=not p["s3"],
+            )
             result["msg"] = f"Swapped {p['backup']} into {p['store_dir']}; the previous data is in {result['kept']}."
+        elif p["state"] == "loaded":
+            result = load_backup(p["backup"], postgres=postgres, s3=s3)
+            loaded = [what for what, done in (("PostgreSQL", postgres), ("the bucket", s3)) if done]
+            result["msg"] = f"Loaded {p['backup']} into {' and '.join(loaded) or 'nothing'}."
+        elif p["state"] == "set_aside":
+            kept = set_aside(p["store_dir"], p["entries"], p["label"])
+            result = {"kept": kept, "msg": f"Moved {', '.join(p['entries'])} of {p['store_dir']} into {kept}."}
+            module.exit_json(changed=kept is not None, **result)
         else:
             result = put_back(p["store_dir"], p["kept"])
             result["msg"] = f"Put the data of {p['kept']} back into {p['store_dir']}."

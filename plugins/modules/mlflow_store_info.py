@@ -14,10 +14,14 @@ description:
   - Reports what a store directory holds without changing it. It reads the schema revision and row counts
     of C(mlflow.db) and C(basic_auth.db), counts the artifact files in C(mlruns/), and reads the image that
     the Compose file on disk runs, which is the image that wrote the data.
-  - A damaged database is reported in RV(db.error) and does not fail the module.
+  - With O(postgres), RV(db) and RV(auth_db) describe that PostgreSQL database instead, and RV(sqlite) still
+    describes C(mlflow.db) (before a migration, say). With O(s3), RV(artifacts) counts the bucket's objects.
+  - A damaged or unreachable database is reported in RV(db.error) and does not fail the module.
   - With O(backup_dir), it also lists the backups there, newest last.
 author:
   - mlops.mlflow developers (@mlops)
+extends_documentation_fragment:
+  - mlops.mlflow.mlflow_store
 attributes:
   check_mode:
     description: Can run in C(check_mode) and return changed status prediction without modifying target.
@@ -88,13 +92,39 @@ db:
       type: str
       returned: always
 auth_db:
-  description: C(basic_auth.db), with the same keys as RV(db) (counts of users and permissions).
+  description: C(basic_auth.db) or the basic-auth tables, with the keys of RV(db) (counts of users and permissions).
   returned: always
   type: dict
+sqlite:
+  description: C(mlflow.db), with the same keys as RV(db), whatever the backend.
+  returned: always
+  type: dict
+  version_added: 0.3.0
+backend:
+  description: V(postgresql) with O(postgres), else V(sqlite).
+  returned: always
+  type: str
+  version_added: 0.3.0
 artifacts:
-  description: Number of files in C(mlruns/).
+  description: Files in C(mlruns/), or objects in the bucket with O(s3); V(null) when the bucket cannot be read.
   returned: always
   type: int
+artifacts_error:
+  description: Why the bucket could not be read, or V(null).
+  returned: always
+  type: str
+  version_added: 0.3.0
+postgres_data:
+  description: Whether C(<store_dir>/postgres) holds a PostgreSQL cluster (the managed service's data).
+  returned: always
+  type: bool
+  version_added: 0.3.0
+compose_services:
+  description: The services of the Compose file on disk.
+  returned: always
+  type: list
+  elements: str
+  version_added: 0.3.0
 compose_image:
   description: The image the Compose file on disk runs, or V(null) when there is none.
   returned: always
@@ -108,15 +138,23 @@ backups:
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible_collections.mlops.mlflow.plugins.module_utils.mlflow_store import list_backups, store_info  # noqa: E402
+from ansible_collections.mlops.mlflow.plugins.module_utils.mlflow_store import (  # noqa: E402
+    BACKEND_ARGUMENT_SPEC,
+    backends,
+    list_backups,
+    store_info,
+)
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(store_dir=dict(type="path", required=True), backup_dir=dict(type="path")),
+        argument_spec=dict(
+            store_dir=dict(type="path", required=True), backup_dir=dict(type="path"), **BACKEND_ARGUMENT_SPEC
+        ),
         supports_check_mode=True,
     )
-    result = store_info(module.params["store_dir"])
+    postgres, s3 = backends(module)
+    result = store_info(module.params["store_dir"], postgres=postgres, s3=s3)
     if module.params["backup_dir"]:
         result["backups"] = [
             {

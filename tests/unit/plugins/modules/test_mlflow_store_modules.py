@@ -115,3 +115,25 @@ def test_store_info_lists_backups_with_their_marks(store, tmp_path, capsys):
     assert info["db"]["schema_revision"] == "abc123" and info["artifacts"] == 1
     [listed] = info["backups"]
     assert listed["label"] == "manual" and listed["counts"]["runs_active"] == 2 and listed["anomaly"] is None
+
+
+def test_bucket_module_creates_once_and_counts(fake_s3, capsys):
+    from ansible_collections.mlops.mlflow.plugins.modules import mlflow_s3_bucket
+
+    server, _client, credentials = fake_s3
+    spec = {"endpoint": server.endpoint, "bucket": "mlflow", "credentials_file": str(credentials)}
+    code, result = run(mlflow_s3_bucket, capsys, s3=spec, _ansible_check_mode=True)
+    assert code == 0 and result["changed"] and "mlflow" not in server.buckets
+    code, result = run(mlflow_s3_bucket, capsys, s3=spec)
+    assert code == 0 and result["created"] and result["objects"] == 0
+    server.buckets["mlflow"]["1/r/artifacts/x"] = b"x"
+    code, result = run(mlflow_s3_bucket, capsys, s3=spec)
+    assert code == 0 and not result["changed"] and result["objects"] == 1
+
+
+def test_bucket_module_names_unreadable_keys_and_a_stopped_container(tmp_path, capsys):
+    from ansible_collections.mlops.mlflow.plugins.modules import mlflow_s3_bucket
+
+    spec = {"endpoint": "http://127.0.0.1:9", "bucket": "mlflow", "credentials_file": str(tmp_path / "none")}
+    code, result = run(mlflow_s3_bucket, capsys, s3=spec)
+    assert code == 1 and result["msg"].startswith(f"s3.credentials_file: cannot read the S3 keys from {tmp_path}/none")
