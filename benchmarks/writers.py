@@ -118,7 +118,7 @@ def point(uri, writers, duration, tunnel_pid, server_id, target_id):
     start_at = time.time() + 1.0 + 0.03 * writers
     stop_at = start_at + duration
     processes = [
-        context.Process(target=writer, args=(uri, experiment_id, start_at, stop_at, queue)) for _ in range(writers)
+        context.Process(target=writer, args=(uri, experiment_id, start_at, stop_at, queue)) for _dummy in range(writers)
     ]
     for process in processes:
         process.start()
@@ -135,7 +135,7 @@ def point(uri, writers, duration, tunnel_pid, server_id, target_id):
     tunnel_cores = (process_cpu_seconds(tunnel_pid) - tunnel_cpu) / window
     host_cores = (busy_end - busy) / (total_end - total) * os.cpu_count()
     records, client_cpu = [], 0.0
-    for _ in processes:
+    for _dummy in processes:
         got, cpu = queue.get(timeout=600)
         records += got
         client_cpu += cpu

@@ -23,7 +23,7 @@ def os_release(path="/etc/os-release"):
     try:
         with open(path) as handle:
             for line in handle:
-                name, _, value = line.strip().partition("=")
+                name, value = line.strip().partition("=")[::2]
                 values[name] = value.strip('"')
     except OSError:
         pass
@@ -88,7 +88,7 @@ def container(name, run, which):
     out = docker(["inspect", "--type", "container", "-f", "{{json .State}}|{{.Image}}", name], run, which)
     if not out:
         return {"exists": False, "running": False, "health": None, "image_id": None}
-    state_json, _, image_id = out.rpartition("|")
+    state_json, image_id = out.rpartition("|")[::2]
     state = json.loads(state_json)
     return {
         "exists": True,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
-from playbook import PROJECT, run_playbook  # noqa: F401  (the test files import them from here)
+from playbook import PROJECT, run_playbook  # noqa: F401  pylint: disable=unused-import  (the test files import them from here)
 
 PC = "mlflow-auth-pc"
 STORE = "/opt/mlflow"

@@ -12,8 +12,8 @@ def test_rotation_takes_the_new_password_and_the_old_one_stops_working(host):
     result = run_playbook(host, "site.yml", {"mlflow_server_auth_admin_password": SECOND_ADMIN_PASSWORD})
     assert result.rc == 0, result.failures
     assert result.ran("Rotate the MLflow admin's password through MLflow's API")
-    old, _ = api(host, PATH, ADMIN, FIRST_ADMIN_PASSWORD)
-    new, _ = api(host, PATH, ADMIN, SECOND_ADMIN_PASSWORD)
+    old = api(host, PATH, ADMIN, FIRST_ADMIN_PASSWORD)[0]
+    new = api(host, PATH, ADMIN, SECOND_ADMIN_PASSWORD)[0]
     record("admin, old password after rotation", f"GET {PATH}", old)
     record("admin, new password after rotation", f"GET {PATH}", new)
     assert (old, new) == (401, 200)

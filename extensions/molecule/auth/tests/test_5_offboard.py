@@ -28,7 +28,7 @@ def test_removing_ben_deletes_his_mlflow_user_credentials_and_account(host):
     )
     assert result.rc == 0, result.stdout[-3000:]
     assert "ben: REMOVED" in result.stdout
-    status, _ = api(host, "/api/2.0/mlflow/users/get?username=ben", ADMIN, SECOND_ADMIN_PASSWORD)
+    status = api(host, "/api/2.0/mlflow/users/get?username=ben", ADMIN, SECOND_ADMIN_PASSWORD)[0]
     assert status == 404
     assert on_pc("ben", "test -e ~/.mlflow/credentials", check=False).returncode != 0
     assert "mlflowauth" not in on_pc("ben", "cat ~/.ssh/config 2>/dev/null || true").stdout

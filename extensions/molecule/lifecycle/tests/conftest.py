@@ -18,7 +18,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 from mlflow_relay import Relay
-from playbook import PROJECT, readme_env, run_playbook  # noqa: F401  (the test files import them from here)
+from playbook import PROJECT, readme_env, run_playbook  # noqa: F401  pylint: disable=unused-import  (the test files import them from here)
 
 STORE = "/opt/mlflow"
 BACKUPS = "/var/backups/mlflow"
