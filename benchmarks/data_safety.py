@@ -6,48 +6,45 @@
 
 """How long do backup, restore and a safe upgrade take on a realistically filled store?
 
-A throwaway Debian 13 target (the Molecule platform of extensions/molecule/config.yml, named
-mlflow-bench) gets MLflow 2.22.1 through playbooks/site.yml. A client inside the MLflow
-container fills it through the real server API: --runs runs with --points metric points each,
-and --artifact-mb files of 1 MiB of random bytes. Then, each timed as the wall time of the
-users' command (ansible-playbook, fact gathering included):
+A throwaway Debian 13 target (benchmarks/perf_target.py; container mlflow-bench-perf-data), reached
+by Ansible over ssh as root like the other benchmarks' targets, gets MLflow 2.22.1 through
+playbooks/site.yml. A client inside the MLflow container fills it through the real server API:
+--runs runs with --points metric points each, and --artifact-mb files of 1 MiB of random bytes.
+Then, each timed as the wall time of the users' command (ansible-playbook from the repo root; the
+playbooks gather no facts):
 
   upgrade  playbooks/site.yml with mlflow_server_image mlops/mlflow:3.17.2: stop, pre-upgrade
            backup, mlflow db upgrade, start, wait for health;
   backup   playbooks/backup.yml while MLflow serves; size from the manifest and du;
-  restore  playbooks/restore.yml of that backup: checks, safety backup, put back, start, counts.
+  restore  playbooks/restore.yml of that backup: check the manifest, every checksum, integrity and
+           schema; stop MLflow; move the store's data aside; stage and swap the backup in; start
+           MLflow; wait for health; compare the counts with the manifest.
 
-Run: python benchmarks/data_safety.py [--runs 1000] [--points 100] [--artifact-mb 100] [--keep]
-Needs the images of scripts/images.sh 3.17.2 2.22.1 (.cache/images) and the venv's ansible.
+backup and restore alternate --repeat times on the same store (backup, restore of that backup,
+backup, ...): medians and minima, and the ratio restore / backup per pair. The per-task seconds
+of every run (ansible.posix.json callback) show where the time goes. --profile then times, on the
+target with its own python3 and the collection's plugins/module_utils/mlflow_store.py, the file
+work of a backup (create_backup) and of a restore (verify_backup, swap_in, store_info) against
+the newest backup, into a scratch store (never the live one), and MLflow's own stop and start.
+
+Run: python benchmarks/data_safety.py [--runs 1000] [--points 100] [--artifact-mb 100] [--repeat 3]
+     [--profile] [--keep]
+Needs the images of scripts/images.sh 3.17.2 2.22.1 (.cache/images), Docker, ssh and the venv's ansible.
 """
 
 import argparse
 import json
-import os
-import subprocess
-import sys
-import tempfile
+import shutil
+import statistics
 import time
+from collections import defaultdict
 from pathlib import Path
 
-import yaml
+from perf_target import IMAGE, REPO, Target, fmt, log, md_table, task_rows
 
-REPO = Path(__file__).resolve().parents[1]
-TARGET = "mlflow-bench"
 OLD, NEW = "2.22.1", "3.17.2"
-BIN = Path(sys.executable).parent
-
-SETUP = """
-- hosts: mlflow_servers
-  tasks:
-    - name: Install Docker with the server role's own tasks
-      ansible.builtin.include_role: {name: mlops.mlflow.server, tasks_from: docker}
-    - name: Load the upgrade target now, so the upgrade timing holds no image copy
-      ansible.builtin.include_role: {name: mlops.mlflow.server, tasks_from: image}
-      vars:
-        mlflow_server_image: mlops/mlflow:%(new)s
-        mlflow_server_image_archive: %(repo)s/.cache/images/mlflow-%(new)s.tar
-"""
+OLD_ARCHIVE = REPO / f".cache/images/mlflow-{OLD}.tar"
+STORE_PY = REPO / "plugins/module_utils/mlflow_store.py"
 
 # Runs inside the MLflow container, against the server on its loopback.
 FILL = """
@@ -74,66 +71,96 @@ print(runs, "runs filled")
 """
 
 
-def sh(*command, stdin=None):
-    result = subprocess.run(command, capture_output=True, text=True, input=stdin, check=False)
-    if result.returncode != 0:
-        raise SystemExit(f"{' '.join(command)[:200]} failed:\n{result.stderr[-3000:]}")
-    return result.stdout
-
-
-def on_target(command, stdin=None):
-    return sh("docker", "exec", "-i", TARGET, "sh", "-c", command, stdin=stdin)
-
-
-def start_target():
-    """The Debian 13 Molecule platform, with the options of extensions/molecule/config.yml."""
-    config = yaml.safe_load((REPO / "extensions/molecule/config.yml").read_text())
-    platform = next(p for p in config["platforms"] if p["name"] == "debian13")
-    command = ["docker", "run", "-d", "--name", TARGET, "--hostname", TARGET, "--cgroupns", platform["cgroupns_mode"]]
-    command += [f"--cap-add={cap}" for cap in platform["capabilities"]]
-    command += [f"--security-opt={opt}" for opt in platform["security_opts"]]
-    command += [f"--tmpfs={path}" for path in platform["tmpfs"]]
-    command += [f"--volume={volume}" for volume in platform["volumes"]]
-    sh(*command, platform["image"], platform["command"])
-    for _attempt in range(120):
-        state = subprocess.run(
-            ["docker", "exec", TARGET, "systemctl", "is-system-running"], capture_output=True, text=True, check=False
-        ).stdout.strip()
-        if state in ("running", "degraded"):
-            return
-        time.sleep(1)
-    raise SystemExit(f"{TARGET} did not finish booting")
-
-
-def playbook(workdir, path, extra):
-    """ansible-playbook against the target; returns the wall time in seconds."""
-    inventory = workdir / "inventory.ini"
-    inventory.write_text(f"[mlflow_servers]\n{TARGET} ansible_connection=community.docker.docker\n")
-    variables = workdir / "vars.json"
-    variables.write_text(json.dumps(extra))
-    env = {
-        **os.environ,
-        "ANSIBLE_COLLECTIONS_PATH": str(REPO / "collections"),
-        "ANSIBLE_PYTHON_INTERPRETER": "auto_silent",
-        "PATH": f"{BIN}:{os.environ['PATH']}",
-    }
+# Runs on the target with its python3: the file work of the modules, step by step, and MLflow's
+# stop and start, against the newest backup. Scratch store and backup dir under /var/tmp.
+PROFILE = r"""
+import json, os, shutil, subprocess, sys, time
+sys.path.insert(0, "/var/tmp/bench-profile")
+import mlflow_store as m
+backup = sys.argv[1]
+out = {}
+def timed(name, call, *args, **kwargs):
     started = time.monotonic()
-    result = subprocess.run(
-        [str(BIN / "ansible-playbook"), "-i", str(inventory), str(path), "-e", f"@{variables}"],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
-    elapsed = time.monotonic() - started
-    if result.returncode != 0:
-        raise SystemExit(f"{path.name} failed:\n{result.stdout[-3000:]}\n{result.stderr[-2000:]}")
-    return elapsed
+    value = call(*args, **kwargs)
+    out[name] = round(time.monotonic() - started, 2)
+    return value
+manifest = m.read_manifest(backup)
+files = manifest["files"]
+def sha_all():
+    for name in files:
+        m.sha256(os.path.join(backup, name))
+def integrity_all():
+    for db in m.DATABASES:
+        if db in files and files[db]["size"] > 0:
+            conn = m.sqlite3.connect(f"file:{os.path.join(backup, db)}?mode=ro&immutable=1", uri=True)
+            m.integrity(conn)
+            conn.close()
+scratch = "/var/tmp/bench-profile/store"
+shutil.rmtree(scratch, ignore_errors=True)
+timed("restore: verify_backup (whole)", m.verify_backup, backup)
+timed("restore: verify_backup, sha256 of every file", sha_all)
+timed("restore: verify_backup, integrity_check of the databases", integrity_all)
+timed("restore: swap_in into an empty store (copy2 databases, copytree mlruns/)", m.swap_in, scratch, backup)
+timed("restore: swap_in again, the store's data moved aside by rename", m.swap_in, scratch, backup)
+timed("restore: store_info (counts of the restored store)", m.store_info, scratch)
+timed("backup: create_backup of the live store (whole)", m.create_backup, "/opt/mlflow", scratch + "-b", "profile")
+snap = "/var/tmp/bench-profile/snap.db"
+timed("backup: online backup + integrity_check of mlflow.db", m._snapshot, "/opt/mlflow/mlflow.db", snap)
+timed("backup: copytree mlruns/", shutil.copytree, "/opt/mlflow/mlruns", "/var/tmp/bench-profile/mlruns-copy")
+timed("backup: sha256 of every file", m._files, "/var/tmp/bench-profile/mlruns-copy")
+timed("MLflow: docker stop mlflow-server", subprocess.run, ["docker", "stop", "mlflow-server"], capture_output=True)
+timed("MLflow: docker start mlflow-server", subprocess.run, ["docker", "start", "mlflow-server"], capture_output=True)
+import urllib.request
+def health():
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:5000/health", timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+timed("MLflow: start to /health OK", health)
+shutil.rmtree("/var/tmp/bench-profile", ignore_errors=True)
+print(json.dumps(out))
+"""
 
 
-def newest_backup():
-    name = on_target("ls -1 /var/backups/mlflow | grep -E '^[0-9]{8}T' | sort | tail -1").strip()
-    return name, json.loads(on_target(f"cat /var/backups/mlflow/{name}/manifest.json"))
+def run_playbook(target, name, extra, rows):
+    """One timed ansible-playbook of playbooks/<name>; its per-task rows go to rows[name]."""
+    run = target.playbook(REPO / "playbooks" / name, extra_vars=extra)
+    if run["rc"] != 0 or run["json"] is None:
+        raise SystemExit(f"{name} failed:\n{run['stdout'][-4000:]}\n{run['stderr'][-2000:]}")
+    per_task = defaultdict(float)
+    actions = {}
+    for row in task_rows(run["json"]):
+        if not row["skipped"]:
+            per_task[row["task"]] += row["seconds"]
+            actions[row["task"]] = row["action"]
+    rows.setdefault(name, []).append({"seconds": run["seconds"], "tasks": dict(per_task), "actions": actions})
+    return run["seconds"]
+
+
+def newest_backup(target):
+    name = target.exec("ls -1 /var/backups/mlflow | grep -E '^[0-9]{8}T' | sort | tail -1").stdout.strip()
+    return name, json.loads(target.exec(f"cat /var/backups/mlflow/{name}/manifest.json").stdout)
+
+
+def slowest(runs, top=12):
+    """The costliest tasks by median seconds over runs: (task, action, median s, share of the run)."""
+    per_task = defaultdict(list)
+    actions = {}
+    for run in runs:
+        for task, seconds in run["tasks"].items():
+            per_task[task].append(seconds)
+            actions[task] = run["actions"][task]
+    total = statistics.median(run["seconds"] for run in runs)
+    ranked = sorted(per_task.items(), key=lambda item: -statistics.median(item[1]))[:top]
+    return [
+        (task, actions[task], fmt(values, 2), f"{100 * statistics.median(values) / total:.0f}%")
+        for task, values in ranked
+    ]
 
 
 def main():
@@ -141,49 +168,99 @@ def main():
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--points", type=int, default=100, help="metric points per run")
     parser.add_argument("--artifact-mb", type=int, default=100, help="artifact files of 1 MiB (at most --runs)")
-    parser.add_argument("--keep", action="store_true", help=f"leave the {TARGET} container running")
+    parser.add_argument("--repeat", type=int, default=3, help="backup/restore pairs (median taken)")
+    parser.add_argument("--profile", action="store_true", help="also time the modules' file work on the target")
+    parser.add_argument("--name", default="mlflow-bench-perf-data", help="the target container's name")
+    parser.add_argument("--json-out", type=Path, help="also write every measurement here")
+    parser.add_argument("--keep", action="store_true", help="leave the target container running")
     args = parser.parse_args()
 
-    subprocess.run(["docker", "rm", "-f", "-v", TARGET], capture_output=True, check=False)
-    workdir = Path(tempfile.mkdtemp(prefix="data-safety-"))
-    figures = {}
+    target = Target(args.name)
+    figures = {"backup_s": [], "restore_s": []}
+    rows = {}
     try:
-        start_target()
-        setup = workdir / "setup.yml"
-        setup.write_text(SETUP % {"new": NEW, "repo": REPO})
-        playbook(workdir, setup, {})
+        target.start()  # Docker, and the 3.17.2 image: the upgrade's copy of an image is not timed
+        log(f"loading mlops/mlflow:{OLD} into the target's engine")
+        target.load_image(OLD_ARCHIVE)
         old = {
             "mlflow_server_image": f"mlops/mlflow:{OLD}",
-            "mlflow_server_image_archive": str(REPO / f".cache/images/mlflow-{OLD}.tar"),
             "mlflow_server_allowed_hosts": [],  # MLflow 2.x has no --allowed-hosts
         }
-        playbook(workdir, REPO / "playbooks/site.yml", old)
-
+        run_playbook(target, "site.yml", old, rows)
+        log(f"MLflow {OLD} deployed; filling it: {args.runs} runs, {args.points} points each, {args.artifact_mb} MiB")
         started = time.monotonic()
-        on_target(
+        target.exec(
             f"docker exec -i mlflow-server python - {args.runs} {args.points} {args.artifact_mb}",
             stdin=FILL,
         )
         figures["fill_s"] = round(time.monotonic() - started, 1)
-        figures["db_bytes"] = int(on_target("stat -c %s /opt/mlflow/mlflow.db"))
+        figures["db_bytes"] = int(target.exec("stat -c %s /opt/mlflow/mlflow.db").stdout)
+        log(f"filled in {figures['fill_s']} s; mlflow.db {figures['db_bytes']} bytes")
 
-        new = {"mlflow_server_image": f"mlops/mlflow:{NEW}", "mlflow_server_image_archive": ""}
-        figures["upgrade_s"] = round(playbook(workdir, REPO / "playbooks/site.yml", new), 1)
-        assert on_target("docker inspect -f '{{.Config.Image}}' mlflow-server").strip() == f"mlops/mlflow:{NEW}"
+        new = {"mlflow_server_image": IMAGE}
+        figures["upgrade_s"] = round(run_playbook(target, "site.yml", new, rows), 1)
+        image = target.exec("docker inspect -f '{{.Config.Image}}' mlflow-server").stdout.strip()
+        assert image == IMAGE, image
+        log(f"upgrade {figures['upgrade_s']} s")
 
-        figures["backup_s"] = round(playbook(workdir, REPO / "playbooks/backup.yml", new), 1)
-        name, manifest = newest_backup()
+        for pair in range(args.repeat):
+            backup_s = run_playbook(target, "backup.yml", new, rows)
+            name, manifest = newest_backup(target)
+            restore_s = run_playbook(target, "restore.yml", {**new, "mlflow_server_restore_from": name}, rows)
+            figures["backup_s"].append(backup_s)
+            figures["restore_s"].append(restore_s)
+            log(
+                f"pair {pair + 1}: backup {backup_s:.1f} s, restore {restore_s:.1f} s, ratio {restore_s / backup_s:.2f}"
+            )
+            # What the restore moved aside, so the store does not grow by a copy per pair.
+            target.exec("rm -rf /opt/mlflow/kept-before-restore-*")
         figures["backup_bytes"] = manifest["bytes"]
-        figures["backup_du_bytes"] = int(on_target(f"du -sb /var/backups/mlflow/{name}").split()[0])
+        figures["backup_du_bytes"] = int(target.exec(f"du -sb /var/backups/mlflow/{name}").stdout.split()[0])
         figures["counts"] = manifest["counts"]
 
-        figures["restore_s"] = round(
-            playbook(workdir, REPO / "playbooks/restore.yml", {**new, "mlflow_server_restore_from": name}), 1
-        )
+        if args.profile:
+            target.exec("rm -rf /var/tmp/bench-profile && mkdir -p /var/tmp/bench-profile")
+            target.exec("cat > /var/tmp/bench-profile/mlflow_store.py", stdin=STORE_PY.read_text())
+            answer = target.exec(f"python3 - /var/backups/mlflow/{name}", stdin=PROFILE).stdout
+            figures["profile"] = json.loads(answer.strip().splitlines()[-1])
     finally:
         if not args.keep:
-            subprocess.run(["docker", "rm", "-f", "-v", TARGET], capture_output=True, check=False)
-    print(json.dumps({"runs": args.runs, "points": args.points, "artifact_mb": args.artifact_mb, **figures}, indent=1))
+            target.remove()
+            shutil.rmtree(target.workdir, ignore_errors=True)
+
+    report(args, figures, rows)
+    if args.json_out:
+        args.json_out.write_text(
+            json.dumps({"args": vars(args) | {"json_out": None}, **figures, "runs": rows}, indent=1)
+        )
+
+
+def report(args, figures, rows):
+    print(
+        f"## Data safety: {args.runs} runs, {args.runs * args.points} metric points, {args.artifact_mb} x 1 MiB "
+        f"artifacts (mlflow.db {figures['db_bytes'] / 2**20:.0f} MiB, "
+        f"backup {figures['backup_bytes'] / 2**20:.0f} MiB)\n"
+    )
+    ratios = [r / b for b, r in zip(figures["backup_s"], figures["restore_s"], strict=True)]
+    table = [
+        ["fill through the API (not a playbook)", f"{figures['fill_s']:.1f}", "-"],
+        [f"upgrade {OLD} -> {NEW} (playbooks/site.yml)", f"{figures['upgrade_s']:.1f}", "-"],
+        ["backup (playbooks/backup.yml, MLflow serving)", fmt(figures["backup_s"]), "1.00"],
+        [
+            "restore (playbooks/restore.yml of that backup)",
+            fmt(figures["restore_s"]),
+            f"{statistics.median(figures['restore_s']) / statistics.median(figures['backup_s']):.2f}"
+            f" (paired {fmt(ratios, 2)})",
+        ],
+    ]
+    print(md_table(["what", f"seconds, median (min..max) of {args.repeat}", "ratio to backup"], table))
+    print(f"\nCounts in the manifest: {figures['counts']}")
+    for name in ("backup.yml", "restore.yml"):
+        print(f"\n## Where the time goes: {name}, task seconds, median (min..max) of {len(rows[name])}\n")
+        print(md_table(["task", "action", "seconds", "share of run"], slowest(rows[name])))
+    if "profile" in figures:
+        print("\n## The modules' file work and MLflow's stop and start, timed on the target (seconds, one run)\n")
+        print(md_table(["step", "seconds"], [[step, f"{value:.2f}"] for step, value in figures["profile"].items()]))
 
 
 if __name__ == "__main__":

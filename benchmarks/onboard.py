@@ -14,8 +14,9 @@ as identity_file and public_key, a shared UserKnownHostsFile, and server account
 (mlflow_onboard_manage_accounts: true), the way extensions/molecule/tunnel/molecule.yml
 describes alice. mlflow_onboard_server_address is the target's bridge address.
 
-Each --repeat round, team sizes in a rotated order, timed as the wall time of ansible-playbook
-(warm only in the first --warm-rounds rounds):
+Members are hosts of their own (onboard.yml's first play adds them) and run in parallel, up to
+ansible.cfg's forks (20). Each --repeat round, team sizes in a rotated order, timed as the wall
+time of ansible-playbook (warm only in the first --warm-rounds rounds):
   cold  the members' server accounts and their ssh config dirs removed first: accounts and keys
         made, Host blocks written, each member's tunnel opened once and MLflow checked through it;
   warm  the same again, nothing to change (accounts, keys and blocks in place; tunnels still
@@ -24,7 +25,7 @@ The table gives seconds (median, min..max), the ratio to 1 member, seconds per e
 and the split between the server play (accounts) and the PCs' play (config, tunnel, check).
 
 Run: .venv/bin/python benchmarks/onboard.py [--sizes 1,5,20] [--repeat 3] [--warm-rounds 1] [--keep]
-About 12 s per member and run on a busy 2-core host: some 20 minutes by default.
+Some 15 minutes by default on a busy 2-core host.
 Needs the mlops-target:trixie and mlops/mlflow:3.17.2 images (scripts/images.sh), Docker, ssh.
 """
 
@@ -87,17 +88,25 @@ def play_split(document):
 
 
 def costliest(document, top=10):
-    """Task seconds summed over members (names, aliases and ports normalised)."""
+    """Wall seconds per task (names, aliases and ports normalised), and how many host results it had.
+
+    Members are hosts of their own and run in parallel: a task's wall time (its duration in the
+    json callback) is counted once, however many members it served; a task that runs once per
+    member in turn (the server play's loops, or members on one PC before) adds up over its entries."""
     totals, count, actions = {}, {}, {}
-    for row in task_rows(document):
-        if row["skipped"]:
-            continue
-        name = re.sub(r"member\d+", "<member>", row["task"])
-        name = re.sub(rf"mlflowbench\d+|{USER_PREFIX}\d+", "<alias>", name)
-        name = re.sub(r":\d{4,5}\b", ":<port>", name)
-        totals[name] = totals.get(name, 0.0) + row["seconds"]
-        count[name] = count.get(name, 0) + 1
-        actions[name] = row["action"]
+    for play in document.get("plays", []):
+        for task in play.get("tasks", []):
+            results = [result for result in task.get("hosts", {}).values() if not result.get("skipped")]
+            if not results:
+                continue
+            name = re.sub(r"member\d+", "<member>", task["task"]["name"])
+            name = re.sub(rf"mlflowbench\d+|{USER_PREFIX}\d+", "<alias>", name)
+            name = re.sub(r":\d{4,5}\b", ":<port>", name)
+            duration = task["task"].get("duration", {})
+            seconds = _seconds(duration["end"]) - _seconds(duration["start"]) if duration.get("end") else 0.0
+            totals[name] = totals.get(name, 0.0) + seconds
+            count[name] = count.get(name, 0) + sum(len(result.get("results", [])) or 1 for result in results)
+            actions[name] = results[0].get("action", "")
     ranked = sorted(totals.items(), key=lambda item: -item[1])[:top]
     return [(name, actions[name], count[name], f"{seconds:.1f}") for name, seconds in ranked]
 
@@ -210,8 +219,15 @@ def main():
         )
     )
     if largest_cold:
-        print(f"\n## Where the time goes: the 10 costliest tasks of the last cold run of {max(sizes)} members\n")
-        print(md_table(["task (member names normalised)", "action", "results", "total s"], costliest(largest_cold)))
+        print(
+            f"\n## Where the time goes: the 10 costliest tasks of the last cold run of {max(sizes)} members "
+            "(wall seconds; members run in parallel)\n"
+        )
+        print(
+            md_table(
+                ["task (member names normalised)", "action", "results (loop items)", "wall s"], costliest(largest_cold)
+            )
+        )
     if problems:
         print("\n## Problems\n")
         for problem in problems:

@@ -4,7 +4,8 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""Shared by the performance benchmarks (converge.py, writers.py, workers_sweep.py, onboard.py); not run by itself.
+"""Shared by the performance benchmarks (converge.py, writers.py, workers_sweep.py, onboard.py, data_safety.py,
+auth.py); not run by itself.
 
 A throwaway Debian 13 target container (the platform of extensions/molecule/config.yml) that
 plays the lab server: sshd runs in it and takes a generated root key, so Ansible reaches it
@@ -40,6 +41,9 @@ STORE = "/opt/mlflow"
 # The recipe's own directory and Compose project, so the two never share files.
 RECIPE_STORE = "/opt/mlflow-recipe"
 RECIPE_PROJECT = "mlflow-recipe"
+# What the role learned about each image (roles/server/vars/main.yml __mlflow_server_cache_dir); removed by
+# reset(), so a cold run is a first deployment on the host, the one-off image inquiry included.
+IMAGE_CACHE = "/var/cache/mlops-mlflow"
 
 SETUP = """
 - name: Install Docker with the server role's own tasks (not timed)
@@ -118,7 +122,7 @@ for d in {STORE} {RECIPE_STORE}; do
   fi
 done
 docker rm -f mlflow-server >/dev/null 2>&1 || true
-rm -rf {STORE} {RECIPE_STORE}
+rm -rf {STORE} {RECIPE_STORE} {IMAGE_CACHE}
 """
 
 
@@ -169,6 +173,16 @@ class Target:
         self.address = ""
 
     # --- the container -------------------------------------------------------------------
+    def load_image(self, archive):
+        """docker save archive | docker load in the target's engine (about 25 s for 1 GB); not timed."""
+        with open(archive, "rb") as handle:
+            subprocess.run(
+                ["docker", "exec", "-i", self.name, "docker", "load", "-q"],
+                stdin=handle,
+                capture_output=True,
+                check=True,
+            )
+
     def start(self):
         """The Debian 13 Molecule platform with sshd, Docker and the MLflow image; not timed."""
         self.remove()
@@ -213,13 +227,7 @@ class Target:
         if result["rc"] != 0:
             raise SystemExit(f"Docker setup failed:\n{result['stdout'][-3000:]}\n{result['stderr'][-2000:]}")
         log(f"loading {IMAGE} into the target's engine")
-        with open(IMAGE_ARCHIVE, "rb") as archive:
-            subprocess.run(
-                ["docker", "exec", "-i", self.name, "docker", "load", "-q"],
-                stdin=archive,
-                capture_output=True,
-                check=True,
-            )
+        self.load_image(IMAGE_ARCHIVE)
         self.exec(f"docker image inspect {IMAGE} >/dev/null")
 
     def remove(self):
@@ -230,7 +238,7 @@ class Target:
         return sh("docker", "exec", "-i", self.name, "sh", "-c", command, stdin=stdin, check=check)
 
     def reset(self):
-        """Both stacks down, both store directories gone (what a cold run starts from)."""
+        """Both stacks down, both store directories and the role's image cache gone (what a cold run starts from)."""
         self.exec(RESET)
 
     def container_id(self, name="mlflow-server"):

@@ -21,7 +21,7 @@ A writer is a forked process with the real MlflowClient doing runs of create_run
 200 metrics, set_terminated (writers.py's writer). Memory is the cgroup rss of each MLflow
 container, idle after settling and after the last burst.
 
-Run: .venv/bin/python benchmarks/workers_sweep.py [--workers 2,4,6,8] [--writers 1,8,32] [--pairs 3]
+Run: .venv/bin/python benchmarks/workers_sweep.py [--workers auto,2,4,6,8] [--writers 1,8,32] [--pairs 3]
      [--duration 8] [--jobs-off] [--keep]
 About 5 minutes per workers value on a busy 2-core host.
 """
@@ -39,23 +39,26 @@ from writers import capture_role_compose, memory, point, settle, worker_processe
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workers", default="2,4,6,8", help="mlflow_server_workers values (2 = the role's default)")
+    parser.add_argument(
+        "--workers", default="auto,2,4,6,8", help="mlflow_server_workers values (auto = the role's default)"
+    )
     parser.add_argument("--writers", default="1,8,32", help="concurrent writer counts")
     parser.add_argument("--pairs", type=int, default=3, help="A/B pairs per writer count (median ratio)")
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per burst")
     parser.add_argument(
-        "--jobs-off", action="store_true", help="also workers=2 with MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false"
+        "--jobs-off", action="store_true", help="also the first --workers value with mlflow_server_job_execution=false"
     )
     parser.add_argument("--name", default="mlflow-bench-perf-sweep", help="the target container's name")
     parser.add_argument("--json-out", type=Path, help="also write every measurement here")
     parser.add_argument("--keep", action="store_true", help="leave the target container running")
     args = parser.parse_args()
     writer_counts = [int(value) for value in args.writers.split(",")]
-    role_configs = {f"w{w}": {"mlflow_server_workers": int(w)} for w in args.workers.split(",")}
+    workers_list = [w.strip() if w.strip() == "auto" else int(w) for w in args.workers.split(",")]
+    role_configs = {f"w{w}": {"mlflow_server_workers": w} for w in workers_list}
     if args.jobs_off:
-        role_configs["w2-nojobs"] = {
-            "mlflow_server_workers": 2,
-            "mlflow_server_env": {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        role_configs[f"w{workers_list[0]}-nojobs"] = {
+            "mlflow_server_workers": workers_list[0],
+            "mlflow_server_job_execution": False,
         }
 
     target = Target(args.name)
@@ -119,9 +122,10 @@ def main():
 
 def report(bursts, servers, role_configs, writer_counts, args):
     def label(config):
-        if config == "w2-nojobs":
-            return "workers=2, job runner off"
-        return f"workers={config[1:]}" + (" (default)" if config == "w2" else "")
+        workers = config[1:].removesuffix("-nojobs")
+        if config.endswith("-nojobs"):
+            return f"workers={workers}, job runner off"
+        return f"workers={workers}" + (" (default)" if workers == "auto" else "")
 
     print(
         f"## Paired A/B: role/recipe runs/s, median (min..max) of {args.pairs} pairs of {args.duration:.0f} s bursts; "

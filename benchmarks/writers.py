@@ -8,15 +8,17 @@
 
 One throwaway Debian 13 target (benchmarks/perf_target.py; container mlflow-bench-perf-writers)
 with sshd, Docker and the MLflow image. The role (the repo's site.yml) is run once per
---workers value with -e mlflow_server_workers=N and the docker-compose.yml it writes is kept.
+--workers value with -e mlflow_server_workers=N (N a number or `auto`, the role's default:
+min(8, max(4, 2 x CPUs))) and the docker-compose.yml it writes is kept.
 Then, --repeat rounds, the configurations in a rotated order each round:
 
   recipe      the seed's manual recipe (MLflow's default workers, 4; perf_target.RECIPE);
   role wN     the role's own docker-compose.yml for mlflow_server_workers=N, on the role's store
               layout (store.yml: mlflow.db 0666, mlruns/ 0777);
-  w2-nojobs   (--jobs-off) the role's file for workers 2 with mlflow_server_env
-              MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false: MLflow 3.17.2 otherwise starts a job runner
-              with 7 huey consumers beside the uvicorn workers, whatever --workers says.
+  wN-nojobs   (--jobs-off) the role's file for the first --workers value with
+              mlflow_server_job_execution=false (the role then sets MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false):
+              MLflow 3.17.2 otherwise starts a job runner with 7 huey consumers beside the uvicorn
+              workers, whatever --workers says.
 
 Each configuration starts from an empty store (compose down, store dir removed), is brought up
 and polled until /health answers, then left until its CPU is quiet (/health answers once ONE
@@ -32,8 +34,9 @@ ssh tunnel, the MLflow container and the whole host (to tell whether the client 
 saturates), and the MLflow container's memory (cgroup rss) idle and after the 32-writer point.
 The table gives the median over rounds and the ratio of each role configuration to the recipe.
 
-Run: .venv/bin/python benchmarks/writers.py [--workers 2,4,8] [--writers 1,8,32] [--duration 15]
+Run: .venv/bin/python benchmarks/writers.py [--workers auto] [--writers 1,8,32] [--duration 15]
      [--repeat 3] [--jobs-off] [--keep]
+The role's default against the recipe: .venv/bin/python benchmarks/writers.py --workers auto --jobs-off
 The workers sweep: .venv/bin/python benchmarks/writers.py --workers 2,4,6,8 --jobs-off
 Needs the mlops-target:trixie and mlops/mlflow:3.17.2 images (scripts/images.sh), Docker, ssh.
 About (1 + workers) x repeat x (60 s + writers x (duration + 3 s)) on a busy 2-core host: some 25 minutes
@@ -41,9 +44,11 @@ by default, 40 for the sweep.
 """
 
 import argparse
+import base64
 import json
 import multiprocessing
 import os
+import re
 import shutil
 import statistics
 import time
@@ -70,11 +75,13 @@ from perf_target import (
 KEYS, STEPS = 10, 20  # 200 metric points per log_batch
 
 
-def writer(uri, experiment_id, start_at, stop_at, queue):
-    """One writer process: runs until stop_at; reports (start, end, error) per run and its CPU seconds."""
+def writer(uri, experiment_id, start_at, stop_at, queue, env=None):
+    """One writer process: runs until stop_at; reports (start, end, error) per run and its CPU seconds.
+    env: extra environment, such as MLFLOW_TRACKING_USERNAME/PASSWORD for a server with authentication."""
     # MlflowClient prints a "View run" line per run; keep the benchmark's stdout for its tables.
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
+    os.environ.update(env or {})
     client = MlflowClient(uri)
     records = []
     time.sleep(max(0.0, start_at - time.time()))
@@ -99,26 +106,35 @@ def writer(uri, experiment_id, start_at, stop_at, queue):
     queue.put((records, time.process_time() - cpu))
 
 
-def create_experiment(uri, name):
+def basic_auth(env):
+    """The Authorization header for the MLFLOW_TRACKING_USERNAME/PASSWORD in env, or none."""
+    if not (env or {}).get("MLFLOW_TRACKING_USERNAME"):
+        return {}
+    token = f"{env['MLFLOW_TRACKING_USERNAME']}:{env['MLFLOW_TRACKING_PASSWORD']}".encode()
+    return {"Authorization": "Basic " + base64.b64encode(token).decode()}
+
+
+def create_experiment(uri, name, env=None):
     """Without MlflowClient, so the parent holds no pooled connection that forked writers would share."""
     request = urllib.request.Request(
         f"{uri}/api/2.0/mlflow/experiments/create",
         data=json.dumps({"name": name}).encode(),
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", **basic_auth(env)},
     )
     with urllib.request.urlopen(request, timeout=60) as answer:
         return json.loads(answer.read())["experiment_id"]
 
 
-def point(uri, writers, duration, tunnel_pid, server_id, target_id):
-    """One measurement: `writers` forked processes for `duration` seconds."""
+def point(uri, writers, duration, tunnel_pid, server_id, target_id, env=None):
+    """One measurement: `writers` forked processes for `duration` seconds (env: see writer)."""
     context = multiprocessing.get_context("fork")
     queue = context.Queue()
-    experiment_id = create_experiment(uri, f"bench-{writers}-{time.time_ns()}")
+    experiment_id = create_experiment(uri, f"bench-{writers}-{time.time_ns()}", env)
     start_at = time.time() + 1.0 + 0.03 * writers
     stop_at = start_at + duration
     processes = [
-        context.Process(target=writer, args=(uri, experiment_id, start_at, stop_at, queue)) for _dummy in range(writers)
+        context.Process(target=writer, args=(uri, experiment_id, start_at, stop_at, queue, env))
+        for _dummy in range(writers)
     ]
     for process in processes:
         process.start()
@@ -177,8 +193,9 @@ def capture_role_compose(target, role_configs):
             raise SystemExit(f"site.yml with {extra_vars} failed:\n{run['stdout'][-3000:]}\n{run['stderr'][-2000:]}")
         files[name] = target.exec(f"cat {STORE}/docker-compose.yml").stdout
         workers = extra_vars["mlflow_server_workers"]
-        assert f'"--workers", "{workers}"' in files[name], files[name]
-        log(f"role compose for {name} ({extra_vars}) captured; recap {recap(run['json'])}")
+        found = re.search(r'"--workers", "([0-9]+)"', files[name])
+        assert found and (workers == "auto" or found.group(1) == str(workers)), files[name]
+        log(f"role compose for {name} ({extra_vars}) captured: --workers {found.group(1)}; recap {recap(run['json'])}")
     return files
 
 
@@ -203,7 +220,9 @@ def worker_processes(target, name=None):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workers", default="2,4,8", help="mlflow_server_workers values for the role (2 = default)")
+    parser.add_argument(
+        "--workers", default="auto", help="mlflow_server_workers values for the role (auto = the role's default)"
+    )
     parser.add_argument("--writers", default="1,8,32", help="concurrent writer counts")
     parser.add_argument("--duration", type=float, default=15.0, help="seconds per measurement point")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of 8 writers before each configuration")
@@ -211,19 +230,19 @@ def main():
     parser.add_argument(
         "--jobs-off",
         action="store_true",
-        help="also measure workers=2 with MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false (mlflow_server_env)",
+        help="also measure the first --workers value with mlflow_server_job_execution=false",
     )
     parser.add_argument("--name", default="mlflow-bench-perf-writers", help="the target container's name")
     parser.add_argument("--json-out", type=Path, help="also write every measurement here")
     parser.add_argument("--keep", action="store_true", help="leave the target container running")
     args = parser.parse_args()
-    workers_list = [int(value) for value in args.workers.split(",")]
+    workers_list = [value.strip() if value.strip() == "auto" else int(value) for value in args.workers.split(",")]
     writer_counts = [int(value) for value in args.writers.split(",")]
     role_configs = {f"w{workers}": {"mlflow_server_workers": workers} for workers in workers_list}
     if args.jobs_off:
-        role_configs["w2-nojobs"] = {
-            "mlflow_server_workers": 2,
-            "mlflow_server_env": {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        role_configs[f"w{workers_list[0]}-nojobs"] = {
+            "mlflow_server_workers": workers_list[0],
+            "mlflow_server_job_execution": False,
         }
     configs = ["recipe", *role_configs]
 
@@ -284,8 +303,11 @@ def report(measurements, configs, writer_counts, args):
         return [m[key] for m in measurements if m["config"] == config and m["writers"] == writers]
 
     label = {"recipe": "recipe (MLflow default, 4 workers)"}
-    label.update({c: f"role, mlflow_server_workers={c[1:]}" + (" (default)" if c == "w2" else "") for c in configs[1:]})
-    label["w2-nojobs"] = "role, workers=2, MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false"
+    for config in configs[1:]:
+        workers = config[1:].removesuffix("-nojobs")
+        label[config] = f"role, mlflow_server_workers={workers}" + (" (default)" if workers == "auto" else "")
+        if config.endswith("-nojobs"):
+            label[config] = f"role, workers={workers}, mlflow_server_job_execution=false"
     print(
         f"## Writers: runs/s, median (min..max) of {args.repeat} rounds, {args.duration:.0f} s per point; "
         "ratio = median runs/s of the configuration / of the recipe\n"
