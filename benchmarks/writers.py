@@ -134,7 +134,7 @@ def point(uri, writers, duration, tunnel_pid, server_id, target_id, env=None):
     stop_at = start_at + duration
     processes = [
         context.Process(target=writer, args=(uri, experiment_id, start_at, stop_at, queue, env))
-        for _dummy in range(writers)
+        for _index in range(writers)
     ]
     for process in processes:
         process.start()
