@@ -189,9 +189,9 @@ db:
   version_added: 0.3.0
 artifacts:
   description:
-    - With O(state=loaded) and O(s3), the objects uploaded and found again (RV(artifacts.source),
-      RV(artifacts.target)) and one sha256 over each side's keys and object sha256s (RV(artifacts.source_sha256),
-      RV(artifacts.target_sha256)).
+    - With O(state=loaded) and O(s3), the objects uploaded and found again (C(artifacts.source),
+      C(artifacts.target)) and one sha256 over each side's keys and object sha256s (C(artifacts.source_sha256),
+      C(artifacts.target_sha256)).
   returned: state is loaded and s3 is given
   type: dict
   version_added: 0.3.0

@@ -13,7 +13,7 @@ version_added: 0.3.0
 description:
   - Runs on the MLflow server host. Creates the bucket O(s3.bucket) when it does not exist, with the keys of
     O(s3.credentials_file), and reports how many objects it holds.
-  - The server role calls it at every deploy with O(mlflow_server_artifacts=s3), so MLflow never answers an artifact
+  - The server role calls it at every deploy with C(mlflow_server_artifacts=s3), so MLflow never answers an artifact
     upload with C(NoSuchBucket).
 author:
   - mlops.mlflow developers (@mlops)

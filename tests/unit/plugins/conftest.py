@@ -71,7 +71,7 @@ class Handler(BaseHTTPRequestHandler):
         if not self._authorized(body):
             return self._answer(403, b"<Error><Code>SignatureDoesNotMatch</Code></Error>")
         url = urlsplit(self.path)
-        bucket, _, key = unquote(url.path).lstrip("/").partition("/")
+        bucket, key = unquote(url.path).lstrip("/").partition("/")[::2]
         buckets = self.server.buckets
         if not key:
             if self.command == "PUT":

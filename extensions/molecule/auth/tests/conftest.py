@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
-from playbook import PROJECT, run_playbook  # noqa: F401  pylint: disable=unused-import  (the test files import them from here)
+# The test files import these from here.
+from playbook import PROJECT, run_playbook  # noqa: F401  # pylint: disable=unused-import
 
 PC = "mlflow-auth-pc"
 STORE = "/opt/mlflow"

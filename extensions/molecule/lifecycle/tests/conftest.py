@@ -18,7 +18,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 from mlflow_relay import Relay
-from playbook import PROJECT, readme_env, run_playbook  # noqa: F401  pylint: disable=unused-import  (the test files import them from here)
+
+# The test files import these from here.
+from playbook import PROJECT, readme_env, run_playbook  # noqa: F401  # pylint: disable=unused-import
 
 STORE = "/opt/mlflow"
 BACKUPS = "/var/backups/mlflow"

@@ -16,7 +16,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 from mlflow_relay import Relay
-from playbook import PROJECT, run_playbook  # noqa: F401  (the test files import them from here)
+
+# The test files import these from here.
+from playbook import PROJECT, run_playbook  # noqa: F401  # pylint: disable=unused-import
 
 TARGET = "mlflow-pg"
 STORE = "/opt/mlflow"
