@@ -35,7 +35,21 @@ class Writer(threading.Thread):
                 time.sleep(0.5)
 
 
+def answering(client, seconds=120):
+    """Wait until a node's replica answers an authenticated call (a replica Swarm just restarted
+    after a failed health check on a loaded host is back within its start period)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return client.search_experiments(max_results=1) is not None
+        except Exception:  # not answering yet, whatever the client raises
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(2)
+
+
 def test_losing_the_worker_mid_logging_loses_no_acknowledged_run(clients):
+    assert all(answering(clients[node]) for node in (MANAGER, WORKER))
     experiment = clients[MANAGER].create_experiment(f"node-loss-{uuid.uuid4().hex[:8]}")
     writers = {node: Writer(clients[node], experiment) for node in (MANAGER, WORKER)}
     for writer in writers.values():
