@@ -75,6 +75,8 @@ def run_playbook(host, playbook, extra=None, check=False, limit=True):
         command = ["ansible-playbook", f"playbooks/{playbook}", "-i", os.environ["MOLECULE_INVENTORY_FILE"]]
         command += (["--limit", name] if limit else []) + ["-e", f"@{extra_file}"] + (["--check"] if check else [])
         env = {**readme_env(home), "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json", "ANSIBLE_NOCOLOR": "1"}
-        result = subprocess.run(command, capture_output=True, text=True, check=False, env=env, cwd=PROJECT)
+        result = subprocess.run(
+            command, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False, env=env, cwd=PROJECT
+        )
     assert result.stdout.startswith("{"), result.stdout[:500] + result.stderr[-1500:]
     return PlaybookRun(result.returncode, json.loads(result.stdout), name, result.stderr, result.stdout)

@@ -42,6 +42,7 @@ def verbose_runs():
             ["ansible-playbook", "-v", f"playbooks/{playbook}", "-i", inventory, "-e", extra],
             cwd=PROJECT,
             env=env,
+            stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
             check=False,

@@ -91,6 +91,9 @@ def run_client_role(extra_vars, *flags):
     inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
     return subprocess.run(
         ["ansible-playbook", *flags, "-i", str(inventory), str(playbook), "-e", json.dumps(extra_vars)],
+        # Closed: an ssh started earlier in the session may leave the shared stdin non-blocking,
+        # which ansible-playbook refuses.
+        stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
         check=False,

@@ -146,7 +146,7 @@ CASES = [
         "workers 4 with a newline",
         "server",
         {"mlflow_server_workers": "4\n"},
-        "mlflow_server_workers must be a plain number",
+        "mlflow_server_workers must be auto or a plain number",
         {"mlflow_server_workers": 3},
     ),
     (

@@ -52,6 +52,7 @@ def onboard(tmp_path, team, **extra_vars):
             "-e",
             f"@{extra}",
         ],
+        stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
         check=False,
