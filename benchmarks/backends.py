@@ -95,7 +95,7 @@ def start_targets(names):
         sh("docker", "exec", name, "systemctl", "is-system-running", "--wait", check=False)
     return {
         name: sh(
-            "docker", "inspect", "-f", f"{{{{.NetworkSettings.Networks.{NETWORK}.IPAddress}}}}", name
+            "docker", "inspect", "-f", f'{{{{(index .NetworkSettings.Networks "{NETWORK}").IPAddress}}}}', name
         ).stdout.strip()
         for name in names
     }
