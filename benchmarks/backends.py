@@ -95,7 +95,7 @@ def start_targets(names):
         sh("docker", "exec", name, "systemctl", "is-system-running", "--wait", check=False)
     return {
         name: sh(
-            "docker", "inspect", "-f", f"{{{{.NetworkSettings.Networks.{NETWORK}.IPAddress}}}}", name
+            "docker", "inspect", "-f", f'{{{{(index .NetworkSettings.Networks "{NETWORK}").IPAddress}}}}', name
         ).stdout.strip()
         for name in names
     }
@@ -111,7 +111,9 @@ def deploy(addresses, extra, log):
     inventory = {
         "mlflow_servers": {"hosts": {name: {"ansible_connection": "community.docker.docker"} for name in addresses}}
     }
-    variables = {**COMMON, **extra, "mlflow_server_allowed_hosts": [f"{ip}:*" for ip in addresses.values()]}
+    # The role's own defaults stay: its health wait asks MLflow as localhost:5000 on the target.
+    allowed = ["localhost:*", "127.0.0.1:*"] + [f"{ip}:*" for ip in addresses.values()]
+    variables = {**COMMON, **extra, "mlflow_server_allowed_hosts": allowed}
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "inventory.yml").write_text(yaml.safe_dump(inventory))
         (Path(tmp) / "vars.json").write_text(json.dumps(variables))

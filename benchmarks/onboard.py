@@ -111,6 +111,18 @@ def costliest(document, top=10):
     return [(name, actions[name], count[name], f"{seconds:.1f}") for name, seconds in ranked]
 
 
+def failures(document):
+    """The failed or unreachable results of a run (host, task, message): the recap alone does not say why."""
+    lines = []
+    for play in (document or {}).get("plays", []):
+        for task in play.get("tasks", []):
+            for host, result in task.get("hosts", {}).items():
+                if result.get("failed") or result.get("unreachable"):
+                    message = str(result.get("msg") or result.get("stderr") or "")[:500]
+                    lines.append(f"  {host}: {task['task']['name']}: {message}")
+    return "\n".join(lines) or "  (no failed task result in the json document)"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="1,5,20", help="team sizes (the first is the ratio's base)")
@@ -150,7 +162,8 @@ def main():
                     run = target.playbook(playbook, extra_vars=variables)
                     if run["rc"] != 0 or run["json"] is None:
                         raise SystemExit(
-                            f"onboard {size} {phase} failed:\n{run['stdout'][-4000:]}\n{run['stderr'][-2000:]}"
+                            f"onboard {size} {phase} failed:\n{failures(run['json'])}\n"
+                            f"{run['stdout'][-4000:]}\n{run['stderr'][-2000:]}"
                         )
                     changed = {host: stat["changed"] for host, stat in recap(run["json"]).items()}
                     if phase == "warm" and any(changed.values()):
