@@ -85,7 +85,7 @@ def forward(target, timeout=20):
     port = free_port()
     command = ["ssh", "-F", str(CONFIG), "-o", "BatchMode=yes", "-o", "ControlMaster=no", "-o", "ControlPath=none"]
     command += ["-N", "-L", f"127.0.0.1:{port}:{target}", ALIAS]
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + timeout
         while port_is_free(port) and time.monotonic() < deadline:
@@ -101,7 +101,13 @@ def forward(target, timeout=20):
                 pass
     finally:
         process.terminate()
-        stderr = process.communicate(timeout=10)[1]
+        try:
+            stderr = process.communicate(timeout=10)[1]
+        except subprocess.TimeoutExpired:
+            # Once seen on a loaded host: ssh still closing its channels 10 s after SIGTERM.
+            # How ssh ends is not what this test is about; what the port gave and stderr are.
+            process.kill()
+            stderr = process.communicate()[1]
     with TRANSCRIPT.open("a") as out:
         out.write(f"$ ssh -N -L 127.0.0.1:{port}:{target} {ALIAS}   # then a request to 127.0.0.1:{port}\n")
         out.write(f"{received[:60]!r}\n{stderr}\n")
