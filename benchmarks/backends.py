@@ -43,6 +43,7 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
 IMAGES = REPO / ".cache" / "images"
 LOGS = REPO / ".cache" / "logs"
 DOCS = REPO / "docs"
@@ -119,12 +120,13 @@ def deploy(addresses, extra, log):
         (Path(tmp) / "vars.json").write_text(json.dumps(variables))
         started = time.monotonic()
         result = subprocess.run(
-            ["ansible-playbook", "playbooks/site.yml", "-i", f"{tmp}/inventory.yml", "-e", f"@{tmp}/vars.json"],
+            [BIN / "ansible-playbook", "playbooks/site.yml", "-i", f"{tmp}/inventory.yml", "-e", f"@{tmp}/vars.json"],
             cwd=REPO,
             capture_output=True,
             text=True,
             check=False,
-            env={**os.environ, "ANSIBLE_NOCOLOR": "1"},
+            # The venv's tools, also when only its python is named (.venv/bin/python benchmarks/...).
+            env={**os.environ, "ANSIBLE_NOCOLOR": "1", "PATH": f"{BIN}:{os.environ['PATH']}"},
         )
     log.write_text(result.stdout + result.stderr)
     if result.returncode != 0:
