@@ -44,7 +44,8 @@ from perf_target import IMAGE, REPO, Target, fmt, log, md_table, task_rows
 
 OLD, NEW = "2.22.1", "3.17.2"
 OLD_ARCHIVE = REPO / f".cache/images/mlflow-{OLD}.tar"
-STORE_PY = REPO / "plugins/module_utils/mlflow_store.py"
+MODULE_UTILS = REPO / "plugins/module_utils"
+UTILS_ON_TARGET = "/var/tmp/bench-profile/ansible_collections/mlops/mlflow/plugins/module_utils"
 
 # Runs inside the MLflow container, against the server on its loopback.
 FILL = """
@@ -76,7 +77,7 @@ print(runs, "runs filled")
 PROFILE = r"""
 import json, os, shutil, subprocess, sys, time
 sys.path.insert(0, "/var/tmp/bench-profile")
-import mlflow_store as m
+from ansible_collections.mlops.mlflow.plugins.module_utils import mlflow_store as m
 backup = sys.argv[1]
 out = {}
 def timed(name, call, *args, **kwargs):
@@ -219,8 +220,10 @@ def main():
         figures["counts"] = manifest["counts"]
 
         if args.profile:
-            target.exec("rm -rf /var/tmp/bench-profile && mkdir -p /var/tmp/bench-profile")
-            target.exec("cat > /var/tmp/bench-profile/mlflow_store.py", stdin=STORE_PY.read_text())
+            # The module_utils as the package tree they import each other from (namespace packages).
+            target.exec(f"rm -rf /var/tmp/bench-profile && mkdir -p {UTILS_ON_TARGET}")
+            for util in sorted(MODULE_UTILS.glob("*.py")):
+                target.exec(f"cat > {UTILS_ON_TARGET}/{util.name}", stdin=util.read_text())
             answer = target.exec(f"python3 - /var/backups/mlflow/{name}", stdin=PROFILE).stdout
             figures["profile"] = json.loads(answer.strip().splitlines()[-1])
     finally:
