@@ -53,6 +53,8 @@ STATUSES = (
     "api_error",
     "tls_error",
     "redirect",
+    # The module's ssh_tunnel did not open; no probe was made.
+    "tunnel_failed",
 )
 # Configuration errors: a server that is still starting or being replaced does not produce them
 # twice in a row, so waiting longer only delays the failure.

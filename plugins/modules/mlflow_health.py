@@ -141,6 +141,28 @@ options:
       - Only this read shows that the backend store answers and that the Host header is allowed.
     type: bool
     default: true
+  ssh_tunnel:
+    description:
+      - Open an SSH tunnel before the probe and close it after, as a member does with C(ssh <host> -fN). The
+        C(LocalForward) of that C(Host) block in the ssh config must carry O(url).
+      - ssh runs as the user the module runs as (use C(become_user) for a member), with C(BatchMode=yes) (a
+        password or passphrase prompt fails instead of hanging) and a control socket in a new private temporary
+        directory, so exactly this tunnel is closed again, whatever happens in between.
+      - When the tunnel does not open, RV(status) is V(tunnel_failed) and RV(msg) carries ssh's own message
+        (for example C(Permission denied) or C(Could not request local forwarding)).
+    type: dict
+    suboptions:
+      host:
+        description: The C(Host) alias of the ssh config.
+        type: str
+        required: true
+      config:
+        description: The ssh config file (C(ssh -F)); by default the user's C(~/.ssh/config).
+        type: path
+      connect_timeout:
+        description: Seconds ssh may take to connect (C(ConnectTimeout)).
+        type: int
+        default: 15
   fail_on_unhealthy:
     description:
       - Fail the task when the server is not healthy.
@@ -180,6 +202,16 @@ EXAMPLES = r"""
     url_username: monitor
     url_password: "{{ vault_mlflow_monitor_password }}"
 
+- name: Check MLflow as alice does, through the tunnel her ssh config describes
+  mlops.mlflow.mlflow_health:
+    url: http://127.0.0.1:5000
+    host_header: localhost:5000
+    wait_timeout: 30
+    ssh_tunnel:
+      host: mlflowserver
+  become: true
+  become_user: alice
+
 - name: Record the state without failing
   mlops.mlflow.mlflow_health:
     fail_on_unhealthy: false
@@ -209,6 +241,7 @@ status:
     - V(api_error) the server answered with an HTTP error, or the API read failed.
     - V(tls_error) the TLS handshake or certificate verification failed.
     - V(redirect) the server answered with a redirect (C(3xx)), which the module does not follow.
+    - V(tunnel_failed) the tunnel of O(ssh_tunnel) did not open.
   returned: always
   type: str
   sample: ok
@@ -258,6 +291,9 @@ msg:
 """
 
 # ansible-test (validate-modules) wants imports below DOCUMENTATION, EXAMPLES and RETURN.
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.mlops.mlflow.plugins.module_utils.mlflow_health import (  # noqa: E402
     HealthProbe,
@@ -265,6 +301,40 @@ from ansible_collections.mlops.mlflow.plugins.module_utils.mlflow_health import 
     url_secrets,
     wait_until_healthy,
 )
+
+
+def probe_through_tunnel(module, tunnel, probe):
+    """Open `ssh -fN <host>` with a private control socket, probe, and close exactly that tunnel."""
+    ssh = [module.get_bin_path("ssh", required=True)] + (["-F", tunnel["config"]] if tunnel["config"] else [])
+    scratch = tempfile.mkdtemp(prefix="mlflow-tunnel-")
+    control = ["-o", "ControlPath=%s/ctl" % scratch]
+    try:
+        options = [
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=%d" % tunnel["connect_timeout"],
+            "-o",
+            "ControlMaster=yes",
+        ]
+        rc, out, err = module.run_command(ssh + options + control + ["-fN", tunnel["host"]])
+        if rc != 0:
+            return dict(
+                healthy=False,
+                status="tunnel_failed",
+                version=None,
+                latency_ms=dict(health=None, version=None, api=None),
+                attempts=0,
+                waited_s=0.0,
+                msg="The tunnel `ssh %s -fN` did not open (rc %d): %s"
+                % (tunnel["host"], rc, " / ".join((err or out).strip().splitlines()) or "no message"),
+            )
+        try:
+            return wait_until_healthy(probe, module.params["wait_timeout"], module.params["interval"])
+        finally:
+            module.run_command(ssh + control + ["-O", "exit", tunnel["host"]])
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def main():
@@ -284,6 +354,14 @@ def main():
             check_api=dict(type="bool", default=True),
             use_proxy=dict(type="bool", default=True),
             fail_on_unhealthy=dict(type="bool", default=True),
+            ssh_tunnel=dict(
+                type="dict",
+                options=dict(
+                    host=dict(type="str", required=True),
+                    config=dict(type="path"),
+                    connect_timeout=dict(type="int", default=15),
+                ),
+            ),
         ),
         supports_check_mode=True,
     )
@@ -316,7 +394,10 @@ def main():
         )
     except ValueError as e:  # a proxy environment variable that is not an http:// proxy
         module.fail_json(msg=str(e))
-    result = wait_until_healthy(probe, p["wait_timeout"], p["interval"])
+    if p["ssh_tunnel"]:
+        result = probe_through_tunnel(module, p["ssh_tunnel"], probe)
+    else:
+        result = wait_until_healthy(probe, p["wait_timeout"], p["interval"])
     result.update(url=probe.url, changed=False)
     if not result["healthy"] and p["fail_on_unhealthy"]:
         module.fail_json(**result)

@@ -418,7 +418,7 @@ def main():
                     user=dict(type="str", required=True),
                     state=dict(type="str", choices=["present", "absent"], default="present"),
                     public_key=dict(type="str", default=""),
-                    key_options=dict(type="str", default=""),
+                    key_options=dict(type="str", default="", no_log=False),
                     manage_account=dict(type="bool", default=True),
                     shell=dict(type="str", default="/usr/sbin/nologin"),
                     comment=dict(type="str", default=""),

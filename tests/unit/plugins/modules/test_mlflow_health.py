@@ -13,6 +13,7 @@ import base64
 import fnmatch
 import http.client
 import json
+import os
 import re
 import shutil
 import socket
@@ -1036,3 +1037,42 @@ def test_unreachable_with_a_password_does_not_echo_it(capsys):
     )
     assert rc == 1 and result["status"] == "unreachable"
     assert PASSWORD not in output
+
+
+@pytest.fixture
+def fake_ssh(tmp_path, monkeypatch):
+    """An `ssh` first on PATH that logs its arguments; `-fN` fails like a refused key when told to."""
+    log = tmp_path / "ssh.log"
+    script = tmp_path / "bin" / "ssh"
+    script.parent.mkdir()
+    script.write_text(
+        "#!/bin/sh\n"
+        'echo "$*" >> "%s"\n'
+        'case "$*" in *-fN*) if [ -n "$FAKE_SSH_REFUSE" ]; then\n'
+        '  echo "alice@server: Permission denied (publickey)." >&2; exit 255; fi;; esac\n'
+        "exit 0\n" % log
+    )
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", "%s:%s" % (script.parent, os.environ["PATH"]))
+    return log
+
+
+def test_ssh_tunnel_is_opened_probed_through_and_closed(serve, fake_ssh, capsys):
+    server = serve(mlflow_like())
+    tunnel = {"host": "mlflowserver", "config": "/home/alice/.ssh/config"}
+    rc, result = run_module(capsys, url=server.url, ssh_tunnel=tunnel)
+    assert rc == 0 and result["healthy"] and server.requests
+    opened, closed = fake_ssh.read_text().splitlines()
+    assert opened.startswith("-F /home/alice/.ssh/config -o BatchMode=yes") and opened.endswith("-fN mlflowserver")
+    control = next(word for word in opened.split() if word.startswith("ControlPath="))
+    assert closed == "-F /home/alice/.ssh/config -o %s -O exit mlflowserver" % control
+    assert not os.path.exists(os.path.dirname(control.split("=", 1)[1]))
+
+
+def test_a_tunnel_that_does_not_open_fails_with_sshs_message(serve, fake_ssh, capsys, monkeypatch):
+    monkeypatch.setenv("FAKE_SSH_REFUSE", "1")
+    server = serve(mlflow_like())
+    rc, result = run_module(capsys, url=server.url, ssh_tunnel={"host": "mlflowserver"})
+    assert rc == 1 and result["status"] == "tunnel_failed" and not result["healthy"]
+    assert "ssh mlflowserver -fN` did not open (rc 255): alice@server: Permission denied (publickey)." in result["msg"]
+    assert server.requests == [] and len(fake_ssh.read_text().splitlines()) == 1

@@ -67,7 +67,7 @@ class FakeAccounts:
         if argv[0] in self.fail:
             return self.fail[argv[0]]
         words = [word for word in argv[1:-1] if word not in ("--create-home", "--no-user-group", "--remove")]
-        option = dict(zip(words[::2], words[1::2]))
+        option = dict(zip(words[::2], words[1::2], strict=True))
         if argv[0] in ("useradd", "usermod"):
             self.users[user] = (option["--shell"], option["--comment"])
             wanted = set(filter(None, option.get("--groups", "").split(",")))
