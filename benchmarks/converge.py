@@ -18,6 +18,8 @@ MLflow image loaded BEFORE any timing. On that target, in one run, interleaved, 
                present, store dir absent) and then applies the client role ALONE on the controller
                (one Host block in a scratch ssh config), wall time of ansible-playbook;
   warm         the same playbook again with nothing to change; the recap must say changed=0.
+  floor        a playbook of the same two plays on the same hosts with one ping each: what
+               Ansible itself costs (start-up, connections, one module run per host) before any work.
 
 Between runs both stacks go down and the store dirs are removed (and the client's scratch
 config). Each ansible-playbook run gets a fresh ssh ControlPath dir, so no control master of an
@@ -89,6 +91,17 @@ def converge_playbook(target, client_dir):
     return path
 
 
+def floor_playbook(target):
+    """The converge's shape with no work: the same two plays on the same hosts, one ping each."""
+    plays = [
+        {"name": "Server", "hosts": "mlflow_servers", "gather_facts": False, "tasks": [{"ansible.builtin.ping": None}]},
+        {"name": "PC", "hosts": "mlflow_clients", "gather_facts": False, "tasks": [{"ansible.builtin.ping": None}]},
+    ]
+    path = target.workdir / "floor.yml"
+    path.write_text(yaml.safe_dump(plays, sort_keys=False))
+    return path
+
+
 def play_seconds(document):
     """{play name: seconds} from the json callback."""
     out = {}
@@ -149,12 +162,13 @@ def main():
 
     target = Target(args.name)
     client_dir = target.workdir / "client"
-    results = {"recipe": [], "recipe_warm": []}
+    results = {"recipe": [], "recipe_warm": [], "floor": []}
     runs = {variant: {"cold": [], "warm": []} for variant in variants}
     problems = []
     try:
         target.start()
         playbook = converge_playbook(target, client_dir)
+        floor = floor_playbook(target)
         for repeat in range(args.repeat):
             for variant in variants:
                 target.reset()
@@ -178,6 +192,10 @@ def main():
                     run["recipe"] = seconds
                     runs[variant][phase].append(run)
                     log(f"round {repeat + 1} {variant}: {phase} {run['seconds']:.1f}s changed={changed}")
+                run = target.playbook(floor, env=VARIANTS[variant])
+                if variant == variants[0] and run["rc"] == 0:
+                    results["floor"].append(run["seconds"])
+                log(f"round {repeat + 1} {variant}: floor {run['seconds']:.1f}s")
         target.reset()
     finally:
         if not args.keep:
@@ -195,6 +213,16 @@ def main():
             "-",
         ],
     ]
+    if results["floor"]:
+        rows.append(
+            [
+                f"Ansible alone: the same two plays, one ping each ({variants[0]})",
+                fmt(results["floor"]),
+                f"{statistics.median(results['floor']) / recipe:.2f}",
+                "-",
+                "-",
+            ]
+        )
     for variant in variants:
         for phase in ("cold", "warm"):
             seconds = [run["seconds"] for run in runs[variant][phase]]

@@ -22,7 +22,9 @@ time of ansible-playbook (warm only in the first --warm-rounds rounds):
   warm  the same again, nothing to change (accounts, keys and blocks in place; tunnels still
         opened and checked).
 The table gives seconds (median, min..max), the ratio to 1 member, seconds per extra member,
-and the split between the server play (accounts) and the PCs' play (config, tunnel, check).
+the split between the server play (accounts) and the PCs' play (config, tunnel, check), and the
+CPU seconds ansible-playbook and the modules it ran on this controller used: the members' PCs
+share this controller's cores, so that CPU divided by the cores is a floor for the wall time.
 
 Run: .venv/bin/python benchmarks/onboard.py [--sizes 1,5,20] [--repeat 3] [--warm-rounds 1] [--keep]
 Some 15 minutes by default on a busy 2-core host.
@@ -31,6 +33,7 @@ Needs the mlops-target:trixie and mlops/mlflow:3.17.2 images (scripts/images.sh)
 
 import argparse
 import json
+import os
 import re
 import shutil
 import statistics
@@ -39,6 +42,9 @@ from pathlib import Path
 from perf_target import REPO, Target, _seconds, fmt, free_port, log, md_table, recap, task_rows
 
 USER_PREFIX = "bench"
+# The members' PCs are this controller, so their modules share its cores: a run cannot take less
+# wall time than the CPU it needs divided by them.
+CORES = os.cpu_count() or 1
 
 
 def team(target, size, ports):
@@ -181,6 +187,7 @@ def main():
                             "phase": phase,
                             "round": repeat + 1,
                             "seconds": run["seconds"],
+                            "cpu_s": run["cpu_s"],
                             "server_play": server,
                             "pcs_play": pcs,
                             "changed": changed,
@@ -213,6 +220,8 @@ def main():
                     per_member,
                     fmt([r["server_play"] for r in mine]),
                     fmt([r["pcs_play"] for r in mine]),
+                    fmt([r["cpu_s"] for r in mine]),
+                    f"{statistics.median(r['cpu_s'] for r in mine) / CORES:.1f}",
                     mine[-1]["tasks"],
                 ]
             )
@@ -226,6 +235,8 @@ def main():
                 "s per extra member",
                 "server play (accounts)",
                 "PCs play (config, tunnel, check)",
+                "controller CPU s",
+                f"CPU s / {CORES} cores",
                 "task results",
             ],
             rows,

@@ -18,6 +18,7 @@ The manual recipe (RECIPE) is the seed's hand-made deployment, sent over one ssh
 
 import json
 import os
+import resource
 import shlex
 import shutil
 import socket
@@ -370,9 +371,13 @@ class Target:
             variables = self.workdir / "extra_vars.json"
             variables.write_text(json.dumps(extra_vars))
             command += ["-e", f"@{variables}"]
-        started = time.monotonic()
+        started, used = time.monotonic(), resource.getrusage(resource.RUSAGE_CHILDREN)
         result = subprocess.run(command, capture_output=True, text=True, env=environment, cwd=REPO, check=False)
         elapsed = time.monotonic() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        # CPU of ansible-playbook and every process it waited for: its workers and the modules it ran
+        # on this controller (connection local), not what ran on the target.
+        cpu = (after.ru_utime - used.ru_utime) + (after.ru_stime - used.ru_stime)
         for socket_path in control_dir.iterdir():
             subprocess.run(
                 ["ssh", "-o", f"ControlPath={socket_path}", "-O", "exit", "x"], capture_output=True, check=False
@@ -385,6 +390,7 @@ class Target:
         return {
             "rc": result.returncode,
             "seconds": elapsed,
+            "cpu_s": cpu,
             "json": document,
             "stdout": result.stdout,
             "stderr": result.stderr,
