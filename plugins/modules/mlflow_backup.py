@@ -32,20 +32,16 @@ description:
 author:
   - mlops.mlflow developers (@mlops)
 extends_documentation_fragment:
+  - mlops.mlflow.attributes
   - mlops.mlflow.mlflow_store
 attributes:
   check_mode:
-    description: Can run in C(check_mode) and return changed status prediction without modifying target.
     support: full
     details:
       - In check mode nothing is written or deleted; RV(deleted) lists what retention would delete.
   diff_mode:
-    description:
-      - Will return details on what has changed (or possibly needs changing in C(check_mode)), when in diff mode.
     support: none
   idempotent:
-    description:
-      - When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
     support: none
     details:
       - Every run writes a new backup.

@@ -39,19 +39,16 @@ description:
   - The module only reads, so it never reports a change.
 author:
   - mlops.mlflow developers (@mlops)
+extends_documentation_fragment:
+  - mlops.mlflow.attributes
 attributes:
   check_mode:
-    description: Can run in C(check_mode) and return changed status prediction without modifying target.
     support: full
     details:
       - The module only reads, so it probes the server in check mode too.
   diff_mode:
-    description:
-      - Will return details on what has changed (or possibly needs changing in C(check_mode)), when in diff mode.
     support: none
   idempotent:
-    description:
-      - When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
     support: full
     details:
       - This action does not modify state.

@@ -22,18 +22,8 @@ description:
     C(~/.ssh) cannot make root write anywhere else.
 author:
   - mlops.mlflow developers (@mlops)
-attributes:
-  check_mode:
-    description: Can run in C(check_mode) and return changed status prediction without modifying target.
-    support: full
-  diff_mode:
-    description:
-      - Will return details on what has changed (or possibly needs changing in C(check_mode)), when in diff mode.
-    support: none
-  idempotent:
-    description:
-      - When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
-    support: full
+extends_documentation_fragment:
+  - mlops.mlflow.attributes
 options:
   members:
     description: The members, one account each.
