@@ -98,6 +98,23 @@ def container(name, run, which):
     }
 
 
+def network(name, run, which):
+    """A Docker network's IPv4/IPv6 subnets and its bridge's name (None when Docker chose it)."""
+    if not name:
+        return {"exists": False, "subnets": [], "bridge": None}
+    out = docker(["network", "inspect", "-f", "{{json .IPAM.Config}}|{{json .Options}}", name], run, which)
+    if not out:
+        return {"exists": False, "subnets": [], "bridge": None}
+    config_json, options_json = out.rpartition("|")[::2]
+    config = json.loads(config_json) or []
+    options = json.loads(options_json) or {}
+    return {
+        "exists": True,
+        "subnets": [entry["Subnet"] for entry in config if entry.get("Subnet")],
+        "bridge": options.get("com.docker.network.bridge.name"),
+    }
+
+
 def image_facts(cache_dir, image_id):
     if not cache_dir or not image_id:
         return None
@@ -108,11 +125,26 @@ def image_facts(cache_dir, image_id):
         return None
 
 
-def iptables_rule(rule, run, which):
-    if not rule or not which("iptables"):
+def iptables_rules(rules, run, which):
+    """Whether every rule is in the raw table; None when iptables cannot tell (or none was asked for)."""
+    if not rules or not which("iptables"):
         return None
-    rc, _out, _err = run(["iptables", "-t", "raw", "-C", *rule.split()])
-    return {0: True, 1: False}.get(rc)
+    found = True
+    for rule in rules:
+        rc, _out, _err = run(["iptables", "-t", "raw", "-C", *rule.split()])
+        if rc not in (0, 1):
+            return None
+        found = found and rc == 0
+    return found
+
+
+def unprivileged_port_start(path="/proc/sys/net/ipv4/ip_unprivileged_port_start"):
+    """The lowest port any account may listen on (Linux 4.11+); None where the kernel does not say."""
+    try:
+        with open(path) as handle:
+            return int(handle.read().strip())
+    except (OSError, ValueError):
+        return None
 
 
 def file_facts(paths):
@@ -152,7 +184,9 @@ def read_host(params, run, which):
         "image_id": image_id,
         "image_facts": image_facts(params.get("cache_dir"), image_id),
         "container": container(params.get("container"), run, which),
-        "iptables_rule": iptables_rule(params.get("iptables_rule"), run, which),
+        "network": network(params.get("network"), run, which),
+        "iptables_rules": iptables_rules(params.get("iptables_rules") or [], run, which),
+        "unprivileged_port_start": unprivileged_port_start(),
         "files": file_facts(params.get("files") or []),
         "store": store_info(params["store_dir"]),
     }

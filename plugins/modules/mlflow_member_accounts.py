@@ -54,7 +54,7 @@ options:
       key_options:
         description:
           - C(authorized_keys) options written before the key, for example
-            C(restrict,port-forwarding,permitopen="localhost:5000"). Empty for an unrestricted key.
+            C(restrict,port-forwarding,permitopen="127.0.0.1:500"). Empty for an unrestricted key.
         type: str
         default: ''
       manage_account:
@@ -94,7 +94,7 @@ EXAMPLES = r"""
       - name: alice
         user: alice
         public_key: ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBQ3zEbiQ3o2UBw9hfp7yTQ+aH7Q0cRMWV9Ilnmlrvht alice@laptop
-        key_options: restrict,port-forwarding,permitopen="localhost:5000",permitopen="127.0.0.1:5000"
+        key_options: restrict,port-forwarding,permitopen="127.0.0.1:500"
         comment: mlops.mlflow member alice
         groups: [mlflow-members]
       - name: bob

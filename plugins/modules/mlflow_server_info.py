@@ -13,9 +13,9 @@ version_added: 0.2.0
 description:
   - Runs on the MLflow server host and changes nothing. It reports the operating system, the CPUs and
     memory, which of O(packages) are missing, the state of O(units), the Compose v2 version, the id of
-    O(image), what the role learned about that image before (from O(cache_dir)), the O(container), whether
-    O(iptables_rule) is in place, the mode, owner and SHA-1 of O(files), and the store (as
-    M(mlops.mlflow.mlflow_store_info) reports it).
+    O(image), what the role learned about that image before (from O(cache_dir)), the O(container), the O(network), whether
+    all O(iptables_rules) are in place, the lowest port any account may listen on, the mode, owner and SHA-1
+    of O(files), and the store (as M(mlops.mlflow.mlflow_store_info) reports it).
   - The server role reads the host with it once, then skips every step that is already right, so a run
     that changes nothing costs about as much as checking does.
 author:
@@ -46,9 +46,16 @@ options:
   container:
     description: A container name to inspect.
     type: str
-  iptables_rule:
-    description: A rule of the C(raw) table to check with C(iptables -t raw -C).
+  network:
+    description: A Docker network name to inspect.
     type: str
+    version_added: 0.5.0
+  iptables_rules:
+    description: Rules of the C(raw) table to check with C(iptables -t raw -C).
+    type: list
+    elements: str
+    default: []
+    version_added: 0.5.0
   files:
     description: Files to read the mode, owner and SHA-1 of.
     type: list
@@ -107,10 +114,27 @@ container:
   description: C(exists), C(running), C(health) and C(image_id) of O(container).
   returned: always
   type: dict
-iptables_rule:
-  description: Whether O(iptables_rule) is in place; V(null) when iptables cannot be run or none was asked for.
+network:
+  description: C(exists), C(subnets) (a list) and C(bridge) (the bridge's name when it was given, else V(null)) of O(network).
+  returned: always
+  type: dict
+  sample: {"exists": true, "subnets": ["172.31.253.0/24"], "bridge": "mlflow0"}
+  version_added: 0.5.0
+iptables_rules:
+  description:
+    - Whether every rule of O(iptables_rules) is in place.
+    - V(null) when iptables cannot be run or none was asked for.
   returned: always
   type: bool
+  version_added: 0.5.0
+unprivileged_port_start:
+  description:
+    - The host's C(net.ipv4.ip_unprivileged_port_start): ports below it only root may listen on.
+    - V(null) where the kernel does not say (before Linux 4.11, or not Linux).
+  returned: always
+  type: int
+  sample: 1024
+  version_added: 0.5.0
 files:
   description: Per file, C(exists), C(mode), C(owner) and C(sha1).
   returned: always
@@ -134,7 +158,8 @@ def main():
             image=dict(type="str"),
             cache_dir=dict(type="path"),
             container=dict(type="str"),
-            iptables_rule=dict(type="str"),
+            network=dict(type="str"),
+            iptables_rules=dict(type="list", elements="str", default=[]),
             files=dict(type="list", elements="path", default=[]),
         ),
         supports_check_mode=True,

@@ -76,16 +76,43 @@ def test_container_state_image_and_health():
     assert host.container("mlflow-server", none.run, none.which)["exists"] is False
 
 
-def test_iptables_rule_present_absent_or_unknown():
+def test_network_subnets_and_bridge_name():
+    answer = '[{"Subnet":"172.31.253.0/24","Gateway":"172.31.253.1"}]|{"com.docker.network.bridge.name":"mlflow0"}\n'
+    tools = Tools({("docker", "network", "inspect"): (0, answer, "")})
+    assert host.network("mlflow_default", tools.run, tools.which) == {
+        "exists": True,
+        "subnets": ["172.31.253.0/24"],
+        "bridge": "mlflow0",
+    }
+    # A network Compose made before the subnet was pinned: Docker's choice, no bridge name.
+    tools = Tools({("docker", "network", "inspect"): (0, '[{"Subnet":"172.19.0.0/16"}]|{}\n', "")})
+    assert host.network("mlflow_default", tools.run, tools.which)["bridge"] is None
+    none = Tools({})
+    assert host.network("mlflow_default", none.run, none.which) == {"exists": False, "subnets": [], "bridge": None}
+
+
+def test_iptables_rules_all_present_one_absent_or_unknown():
+    rules = ["PREROUTING -d 127.0.0.0/8 ! -i lo -j DROP", "PREROUTING -d 172.31.253.0/24 ! -i mlflow0 -j DROP"]
     for rc, expected in ((0, True), (1, False), (2, None)):
         tools = Tools({("iptables",): (rc, "", "")})
-        assert host.iptables_rule("PREROUTING -d 127.0.0.0/8 ! -i lo -j DROP", tools.run, tools.which) is expected
+        assert host.iptables_rules(rules, tools.run, tools.which) is expected
+    # One rule missing is enough to say the guard is not in place.
+    tools = Tools({("iptables", "-t", "raw", "-C", "PREROUTING", "-d", "127.0.0.0/8"): (0, "", "")})
+    assert host.iptables_rules(rules, tools.run, tools.which) is False
     tools = Tools({}, missing={"iptables"})
-    assert host.iptables_rule("PREROUTING -j DROP", tools.run, tools.which) is None
+    assert host.iptables_rules(rules, tools.run, tools.which) is None
+    assert host.iptables_rules([], Tools({}).run, Tools({}).which) is None
     tools = Tools({("iptables",): (0, "", "")})
-    host.iptables_rule("PREROUTING -d 127.0.0.0/8 ! -i lo -j DROP", tools.run, tools.which)
+    host.iptables_rules(rules, tools.run, tools.which)
     check = ["iptables", "-t", "raw", "-C", "PREROUTING", "-d", "127.0.0.0/8", "!", "-i", "lo", "-j", "DROP"]
     assert check in tools.asked
+
+
+def test_unprivileged_port_start_as_the_kernel_says(tmp_path):
+    sysctl = tmp_path / "ip_unprivileged_port_start"
+    sysctl.write_text("1024\n")
+    assert host.unprivileged_port_start(str(sysctl)) == 1024
+    assert host.unprivileged_port_start(str(tmp_path / "missing")) is None
 
 
 def test_files_mode_owner_and_the_sha1_ansible_uses(tmp_path):

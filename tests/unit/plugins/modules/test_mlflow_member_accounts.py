@@ -19,7 +19,7 @@ from ansible_collections.mlops.mlflow.plugins.modules import mlflow_member_accou
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBQ3zEbiQ3o2UBw9hfp7yTQ+aH7Q0cRMWV9Ilnmlrvht alice@laptop"
 OTHER = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGx1dkG8oZkE5n0x2n4K0PjSBV9yNyD4wSxrk4xnDj5Q admin@desk"
-TUNNEL = 'restrict,port-forwarding,permitopen="localhost:5000"'
+TUNNEL = 'restrict,port-forwarding,permitopen="127.0.0.1:500"'
 
 
 def entry(**changes):

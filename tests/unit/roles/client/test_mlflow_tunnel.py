@@ -25,7 +25,7 @@ STUBS = {
         case "$*" in
           *" -G "*)
             echo "hostname 192.0.2.7"
-            echo "localforward [127.0.0.1]:5000 [localhost]:5000"
+            echo "localforward [127.0.0.1]:5000 [127.0.0.1]:500"
             echo "controlpath $STATE/cm/lab"
             exit 0 ;;
           *"-O check"*)
@@ -144,14 +144,14 @@ def test_open_status_close_reopen(member):
 
     opened = member.run("open")
     assert opened.returncode == 0, opened.stderr
-    assert opened.stdout.startswith("opened: ssh tunnel lab (pid 4242), MLflow on http://localhost:5000\n")
-    assert "MLflow answers on http://localhost:5000 (/health: OK)" in opened.stdout
+    assert opened.stdout.startswith("opened: ssh tunnel lab (pid 4242), MLflow on http://127.0.0.1:5000\n")
+    assert "MLflow answers on http://127.0.0.1:5000 (/health: OK)" in opened.stdout
     assert f"ssh -F {member.config} -fN lab" in member.calls()
 
     status = member.run("status", "lab")
     assert (status.returncode, status.stdout.splitlines()[0]) == (
         0,
-        "running: ssh tunnel lab (pid 4242), MLflow on http://localhost:5000",
+        "running: ssh tunnel lab (pid 4242), MLflow on http://127.0.0.1:5000",
     )
 
     closed = member.run("close")
@@ -167,7 +167,7 @@ def test_second_open_says_already_open_and_opens_nothing(member):
     again = member.run("open")
     assert (again.returncode, again.stdout) == (
         0,
-        "already open: ssh tunnel lab (pid 4242), MLflow on http://localhost:5000\n",
+        "already open: ssh tunnel lab (pid 4242), MLflow on http://127.0.0.1:5000\n",
     )
     assert member.calls().count("-fN") == 1
 
@@ -176,7 +176,7 @@ def test_status_says_when_mlflow_does_not_answer(member):
     member.run("open")
     status = member.run("status")
     assert status.returncode == 4
-    assert "MLflow does not answer on http://localhost:5000/health" in status.stdout
+    assert "MLflow does not answer on http://127.0.0.1:5000/health" in status.stdout
 
 
 def test_close_when_not_open_is_a_plain_no_op(member):

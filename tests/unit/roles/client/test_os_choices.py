@@ -139,7 +139,7 @@ def ssh_g(config, alias):
 def test_ssh_reads_the_tunnel_and_the_shell_alias_as_promised(rendered):
     block = rendered["debian-pc"] / "ssh_config_block"
     tunnel = ssh_g(block, "mlflowserver")
-    assert tunnel["localforward"] == ["[127.0.0.1]:5000 [localhost]:5000"]
+    assert tunnel["localforward"] == ["[127.0.0.1]:5000 [127.0.0.1]:500"]
     assert tunnel["controlmaster"] == ["auto"]
     assert tunnel["controlpath"] == ["/home/alice/.ssh/mlflow-cm/mlflowserver"]
     assert tunnel["exitonforwardfailure"] == ["yes"]
