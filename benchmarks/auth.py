@@ -25,7 +25,7 @@ as that user, as a member does: MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSW
 creates the experiment, so holds MANAGE on it. Then, as in writers.py: the container's CPU left to
 quieten, a short warm-up, and --writers concurrent writers for --duration seconds each: forked
 processes with the real MlflowClient looping runs of create_run, log_batch of 200 metrics and
-set_terminated, through a real `ssh -N -L` tunnel to the target's 127.0.0.1:5000.
+set_terminated, through a real `ssh -N -L` tunnel to the target's 127.0.0.1:500.
 
 Figures per point: runs/s, p95 seconds of a whole run (3 authenticated requests), errors, runs per
 CPU-second of the MLflow container, and the ratio of each configuration to noauth, both against

@@ -112,7 +112,7 @@ def deploy(addresses, extra, log):
     inventory = {
         "mlflow_servers": {"hosts": {name: {"ansible_connection": "community.docker.docker"} for name in addresses}}
     }
-    # The role's own defaults stay: its health wait asks MLflow as localhost:5000 on the target.
+    # The role's own defaults stay: its health wait asks MLflow as localhost:500 on the target.
     allowed = ["localhost:*", "127.0.0.1:*"] + [f"{ip}:*" for ip in addresses.values()]
     variables = {**COMMON, **extra, "mlflow_server_allowed_hosts": allowed}
     with tempfile.TemporaryDirectory() as tmp:
@@ -278,7 +278,7 @@ def main():
                         LOGS / "backends-purge.log",
                     )
                 deploys[setup] = round(deploy(addresses, SETUPS[setup], LOGS / f"backends-{setup}.log"))
-                uris = [f"http://{ip}:5000" for ip in addresses.values()]
+                uris = [f"http://{ip}:500" for ip in addresses.values()]
                 prepare_experiment(uris[0])
                 results[setup] = [measure(uris, level, args.warmup, args.window) for level in args.levels]
                 print(setup, results[setup], flush=True)
@@ -287,7 +287,7 @@ def main():
         if "swarm" in args.setups:
             addresses = start_targets(list(NODES))
             deploys["swarm"] = round(deploy(addresses, SETUPS["swarm"], LOGS / "backends-swarm.log"))
-            uris = [f"http://{ip}:5000" for ip in addresses.values()]
+            uris = [f"http://{ip}:500" for ip in addresses.values()]
             prepare_experiment(uris[0])
             results["swarm"] = [measure(uris, level, args.warmup, args.window) for level in args.levels]
             print("swarm", results["swarm"], flush=True)

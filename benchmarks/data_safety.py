@@ -116,7 +116,7 @@ def health():
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen("http://127.0.0.1:5000/health", timeout=2) as answer:
+            with urllib.request.urlopen("http://127.0.0.1:500/health", timeout=2) as answer:
                 if answer.status == 200:
                     return
         except OSError:

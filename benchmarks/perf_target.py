@@ -105,7 +105,7 @@ import time, urllib.request
 deadline = time.monotonic() + 180
 while True:
     try:
-        with urllib.request.urlopen("http://127.0.0.1:5000/health", timeout=2) as answer:
+        with urllib.request.urlopen("http://127.0.0.1:500/health", timeout=2) as answer:
             if answer.status == 200 and answer.read().strip() == b"OK":
                 break
     except OSError:
@@ -285,8 +285,9 @@ class Target:
         self.ssh("bash -s", stdin=script)
         return time.monotonic() - started
 
-    def tunnel(self, local_port, remote_port=5000):
-        """A member's tunnel: `ssh -N -L 127.0.0.1:<local_port>:localhost:<remote_port>` (a Popen)."""
+    def tunnel(self, local_port, remote_port=500):
+        """A member's tunnel: `ssh -N -L 127.0.0.1:<local_port>:127.0.0.1:<remote_port>` (a Popen);
+        the role's port by default."""
         process = subprocess.Popen(
             [
                 "ssh",
@@ -297,7 +298,7 @@ class Target:
                 "ServerAliveInterval=30",
                 "-N",
                 "-L",
-                f"127.0.0.1:{local_port}:localhost:{remote_port}",
+                f"127.0.0.1:{local_port}:127.0.0.1:{remote_port}",
                 f"root@{self.address}",
             ],
             stdin=subprocess.DEVNULL,

@@ -10,7 +10,7 @@ writers.py measures each configuration in its own time slot; on a shared 2-core 
 left by other programs swings 2-3x between slots, more than any workers effect. This sweep
 pairs instead: the recipe's server (MLflow's default workers, 4; published on the target's
 127.0.0.1:5001) and the role's server (the role's own docker-compose.yml for
-mlflow_server_workers=N, unchanged, 127.0.0.1:5000) run SIDE BY SIDE on the same target, both
+mlflow_server_workers=N, unchanged, 127.0.0.1:500) run SIDE BY SIDE on the same target, both
 from an empty store, both settled (CPU quiet) and warmed up. Then short bursts of the same
 writer load alternate between them (recipe, role, role, recipe, ...), --pairs times per writer
 count, through two real `ssh -L` tunnels. Each pair gives a ratio role/recipe measured within
@@ -72,7 +72,7 @@ def main():
         ports["recipe"] = free_port()
         while ports["recipe"] == ports["role"]:
             ports["recipe"] = free_port()
-        tunnels["role"] = target.tunnel(ports["role"], 5000)
+        tunnels["role"] = target.tunnel(ports["role"], 500)
         tunnels["recipe"] = target.tunnel(ports["recipe"], 5001)
         uris = {side: f"http://127.0.0.1:{port}" for side, port in ports.items()}
         for config in role_configs:

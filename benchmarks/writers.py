@@ -26,7 +26,7 @@ worker is up; the other workers and the job consumers are still importing mlflow
 short warm-up, then 1, 8 and 32 concurrent writers (--writers) for --duration seconds each. A writer is
 a forked process with the real MlflowClient, looping over runs of: create_run, log_batch of 200
 metrics (10 keys x 20 steps), set_terminated. Writers reach MLflow the way a member does: a
-real `ssh -N -L 127.0.0.1:<port>:localhost:5000` tunnel from this controller to the target.
+real `ssh -N -L 127.0.0.1:<port>:127.0.0.1:500` tunnel from this controller to the target.
 
 Figures per point: runs/s (runs finished within the window / window), p95 seconds of a whole
 run, errors (exceptions after MlflowClient's own retries), CPU cores used by the writers, the

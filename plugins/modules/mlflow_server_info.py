@@ -13,9 +13,9 @@ version_added: 0.2.0
 description:
   - Runs on the MLflow server host and changes nothing. It reports the operating system, the CPUs and
     memory, which of O(packages) are missing, the state of O(units), the Compose v2 version, the id of
-    O(image), what the role learned about that image before (from O(cache_dir)), the O(container), the O(network), whether
-    all O(iptables_rules) are in place, the lowest port any account may listen on, the mode, owner and SHA-1
-    of O(files), and the store (as M(mlops.mlflow.mlflow_store_info) reports it).
+    O(image), what the role learned about that image before (from O(cache_dir)), the O(container), the
+    O(network), whether all O(iptables_rules) are in place, the lowest port any account may listen on, the
+    mode, owner and SHA-1 of O(files), and the store (as M(mlops.mlflow.mlflow_store_info) reports it).
   - The server role reads the host with it once, then skips every step that is already right, so a run
     that changes nothing costs about as much as checking does.
 author:
@@ -115,7 +115,9 @@ container:
   returned: always
   type: dict
 network:
-  description: C(exists), C(subnets) (a list) and C(bridge) (the bridge's name when it was given, else V(null)) of O(network).
+  description:
+    - C(exists), C(subnets) (a list) and C(bridge) of O(network).
+    - C(bridge) is the bridge's name when one was given, else V(null).
   returned: always
   type: dict
   sample: {"exists": true, "subnets": ["172.31.253.0/24"], "bridge": "mlflow0"}

@@ -42,15 +42,16 @@ def _pump(read, write, done):
 
 
 class Relay:
-    """A controller port relayed to <container>'s 127.0.0.1:<port>; `uri` is http://localhost:<port>."""
+    """A controller port relayed to <container>'s 127.0.0.1:<port> (the role's default 500);
+    `uri` is http://127.0.0.1:<local port>."""
 
-    def __init__(self, container, port=5000):
+    def __init__(self, container, port=500):
         self.container = container
         self.port = port
         self.listener = socket.socket()
         self.listener.bind(("127.0.0.1", 0))
         self.listener.listen(64)
-        self.uri = f"http://localhost:{self.listener.getsockname()[1]}"
+        self.uri = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
         threading.Thread(target=self._serve, daemon=True).start()
 
     def _serve(self):

@@ -15,7 +15,7 @@ Needs root on the controller (ip, nsenter). Import it from a scenario's tests:
 
     with Neighbour("tunnel-server") as neighbour:
         neighbour.syn(neighbour.target_ip, 22)   # True: a SYN-ACK came back
-        neighbour.syn("127.0.0.1", 5000)
+        neighbour.syn("127.0.0.1", 500)
 
 A restart of the target container gives it a new network namespace, and the old
 veth pair goes with the old one: call wire() again afterwards.
@@ -39,6 +39,12 @@ frame = Ether(src=get_if_hwaddr(iface), dst=mac) / IP(src=src, dst=dst) / TCP(
 answer = srp1(frame, iface=iface, timeout=2, retry=1)
 print(f"{answer[TCP].flags} from {answer[IP].src}" if answer is not None and TCP in answer else "none")
 """
+
+
+def container_address(target, container="mlflow-server"):
+    """The address of a container of the target's own engine, as a LAN neighbour would aim at it."""
+    template = "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}"
+    return _run("docker", "exec", target, "docker", "inspect", "-f", template, container).stdout.strip()
 
 
 def _run(*command, check=True):

@@ -92,7 +92,7 @@ elif action == "create":
 def mlflow_as(user, action, *args):
     """The real mlflow client on the PC as the member, through their tunnel, with only
     MLFLOW_TRACKING_URI set: the login comes from their ~/.mlflow/credentials."""
-    env = {"MLFLOW_TRACKING_URI": f"http://localhost:{PORTS[user]}", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
+    env = {"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{PORTS[user]}", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
     quoted = " ".join(f"'{arg}'" for arg in (action, *args))
     result = on_pc(user, f"python - {quoted} <<'EOF'\n{MLFLOW}\nEOF", env=env)
     answer = json.loads(result.stdout.strip().splitlines()[-1])
@@ -101,12 +101,12 @@ def mlflow_as(user, action, *args):
 
 
 def api(host, path, user=None, password=None, method="GET", body=None):
-    """MLflow's API from the server itself (127.0.0.1:5000); returns (status, parsed body)."""
+    """MLflow's API from the server itself (127.0.0.1:500); returns (status, parsed body)."""
     script = f"""
 import base64, json, urllib.request, urllib.error
 data = {json.dumps(body).encode() if body is not None else None!r}
-headers = {{"Host": "localhost:5000", **({{"Content-Type": "application/json"}} if data else {{}})}}
-request = urllib.request.Request("http://127.0.0.1:5000{path}", method={method!r}, data=data, headers=headers)
+headers = {{"Host": "localhost:500", **({{"Content-Type": "application/json"}} if data else {{}})}}
+request = urllib.request.Request("http://127.0.0.1:500{path}", method={method!r}, data=data, headers=headers)
 if {user!r}:
     request.add_header("Authorization", "Basic " + base64.b64encode(({user!r} + ":" + {password!r}).encode()).decode())
 try:

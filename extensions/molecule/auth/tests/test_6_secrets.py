@@ -1,4 +1,4 @@
-"""No secret in Ansible's output (-v included), the Compose file, a command line, `docker
+"""No secret in Ansible's output (-vvv included), the Compose file, a command line, `docker
 inspect`, or any file a non-root account can read, on the server or the members' PC."""
 
 import json
@@ -9,6 +9,10 @@ from conftest import FIRST_ADMIN_PASSWORD, LOGS, PC, PROJECT, SECOND_ADMIN_PASSW
 
 # The server; the PC is reached through docker exec.
 testinfra_hosts = ["mlflow-auth"]
+
+# As molecule.yml gives them.
+ANN_VAULT_PASSWORD = "ann-Vault-secret-5"
+BECOME_PASSWORD = "Become-secret-9x"
 
 REPORT = LOGS / "auth-leaks.txt"
 
@@ -26,12 +30,15 @@ def secrets(host):
         check=True,
     ).stdout.strip()
     found["ann's MLflow password"] = ann
+    assert ann == ANN_VAULT_PASSWORD, "onboarding gave ann another password than her entry's"
+    found["the PC's become password"] = BECOME_PASSWORD
     assert all(len(value) >= 12 for value in found.values()), "a secret was not found where it is kept"
     return found
 
 
 def verbose_runs():
-    """site.yml and onboard.yml with -v, as an admin would run them when something looks wrong."""
+    """site.yml and onboard.yml with -vvv, as an admin would run them when something looks wrong:
+    module arguments, results (add_host's host variables among them) and connection details."""
     env = {"PATH": os.environ["PATH"], "HOME": "/tmp", "LANG": "C.UTF-8", "ANSIBLE_NOCOLOR": "1"}
     inventory = os.environ["MOLECULE_INVENTORY_FILE"]
     # The server runs 3.17.2 since test_4; the inventory still says 2.22.1.
@@ -39,7 +46,7 @@ def verbose_runs():
     out = ""
     for playbook in ("site.yml", "onboard.yml"):
         run = subprocess.run(
-            ["ansible-playbook", "-v", f"playbooks/{playbook}", "-i", inventory, "-e", extra],
+            ["ansible-playbook", "-vvv", f"playbooks/{playbook}", "-i", inventory, "-e", extra],
             cwd=PROJECT,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -49,13 +56,15 @@ def verbose_runs():
         )
         assert run.returncode == 0, run.stdout[-3000:]
         out += run.stdout + run.stderr
+    # The search would find them: -vvv shows module arguments and each member's host variables.
+    assert '"module_args": {' in out and "mlflow-member-ann" in out
     return out
 
 
 def test_no_secret_leaks_anywhere_a_user_or_a_log_could_see_it(host):
     found = secrets(host)
     places = {
-        "ansible-playbook -v site.yml and onboard.yml": verbose_runs(),
+        "ansible-playbook -vvv site.yml and onboard.yml": verbose_runs(),
         "the Compose file": host.file(f"{STORE}/docker-compose.yml").content_string,
         "ps on the server (every process, the containers' too)": host.check_output("ps -eo args"),
         "docker inspect of the MLflow container": host.check_output("docker inspect mlflow-server"),

@@ -47,7 +47,7 @@ def sh(host, command):
 def server_version(host):
     return sh(
         host,
-        "python3 -c \"import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:5000/version').read().decode())\"",
+        "python3 -c \"import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:500/version').read().decode())\"",
     ).strip()
 
 

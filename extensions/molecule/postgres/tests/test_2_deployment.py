@@ -21,7 +21,7 @@ def test_a_second_run_changes_nothing_and_a_check_run_plans_nothing(host):
 def test_only_mlflow_is_published_and_only_on_loopback(host):
     listening = sh(host, "ss -Hltn").split("\n")
     ports = {line.split()[3] for line in listening if line.strip()}
-    assert "127.0.0.1:5000" in ports
+    assert "127.0.0.1:500" in ports
     assert not [p for p in ports if p.rsplit(":", 1)[1] in ("5432", "8333", "18333")], ports
     for container in ("mlflow-postgres", "mlflow-s3"):
         assert sh(host, f"docker port {container}").strip() == ""

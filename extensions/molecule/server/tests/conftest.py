@@ -11,7 +11,7 @@ from mlflow_relay import Relay
 
 @pytest.fixture(scope="module")
 def tracking_uri(host):
-    """http://localhost:<port>, relayed to MLflow on the target's 127.0.0.1:5000."""
+    """http://127.0.0.1:<port>, relayed to MLflow on the target's 127.0.0.1:500."""
     relay = Relay(host.backend.get_hostname())
     yield relay.uri
     relay.close()

@@ -9,6 +9,7 @@ import uuid
 import pytest
 import yaml
 from neighbour import Neighbour
+from neighbour import container_address as neighbour_aims_at
 
 STORE = "/opt/mlflow"
 GUARD = "mlflow-loopback-guard.service"
@@ -22,6 +23,10 @@ def wait_healthy(host, timeout=180):
             return True
         time.sleep(2)
     return False
+
+
+def container_address(host):
+    return neighbour_aims_at(host.backend.get_hostname())
 
 
 def log_sample_run(mlflow, tmp_path, experiment):
@@ -61,7 +66,7 @@ def test_compose_file_keeps_its_promises(host):
     command = service["command"]
     assert service["container_name"] == "mlflow-server"
     assert service["restart"] == "unless-stopped"
-    assert service["ports"] == ["127.0.0.1:5000:5000"]
+    assert service["ports"] == ["127.0.0.1:500:5000"]
     # The directory, not the db file alone: SQLite's journal lives beside it.
     assert service["volumes"] == [f"{STORE}:/mlflow"]
     assert command[command.index("--backend-store-uri") + 1] == "sqlite:////mlflow/mlflow.db"
@@ -78,15 +83,15 @@ def test_container_runs_healthy_with_restart_policy(host):
     assert state["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
 
 
-def test_port_listens_on_loopback_only(host):
+def test_port_listens_on_loopback_only_where_only_root_may_listen(host):
     listeners = [line.split()[3] for line in host.check_output("ss -ltnH").splitlines()]
-    on_5000 = [address for address in listeners if address.endswith(":5000")]
-    assert on_5000 == ["127.0.0.1:5000"]
+    assert [address for address in listeners if address.endswith(":500")] == ["127.0.0.1:500"]
+    assert int(host.file("/proc/sys/net/ipv4/ip_unprivileged_port_start").content_string) > 500
 
 
 def test_health_endpoint_answers_ok(host):
     body = host.check_output(
-        "python3 -c \"import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:5000/health').read().decode())\""
+        "python3 -c \"import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:500/health').read().decode())\""
     )
     assert body.strip() == "OK"
 
@@ -157,6 +162,8 @@ def _fingerprint(host):
     [
         ("70000", "mlflow_server_port must be a plain number between 1 and 65535"),
         ("not-a-port", "mlflow_server_port"),
+        # Any account may listen on 5000: it could answer in MLflow's place while MLflow is down.
+        ("5000", "mlflow_server_port 5000 is one that any account on"),
     ],
 )
 def test_invalid_port_is_refused_before_any_change(host, value, message):
@@ -168,19 +175,51 @@ def test_invalid_port_is_refused_before_any_change(host, value, message):
     assert _fingerprint(host) == before
 
 
-def test_lan_neighbour_gets_no_answer_from_mlflow_on_loopback(host):
-    # Docker 20.10 (Debian 12) and 26.1 (Debian 13) answer a SYN that a host on the
-    # same segment sends to 127.0.0.1:5000 (moby/moby#45610); the role's guard drops it.
+def test_a_host_that_lets_every_account_listen_anywhere_is_refused(host):
+    role_logic_on_one_platform(host)
+    before = _fingerprint(host)
+    host.check_output("sysctl -q -w net.ipv4.ip_unprivileged_port_start=0")
+    try:
+        result, report, failed = converge(host)
+    finally:
+        host.check_output("sysctl -q -w net.ipv4.ip_unprivileged_port_start=1024")
+    assert result.returncode != 0
+    assert len(failed) == 1, failed
+    assert "net.ipv4.ip_unprivileged_port_start is 0" in failed[0]["msg"]
+    assert "Set net.ipv4.ip_unprivileged_port_start back to 1024" in failed[0]["msg"]
+    assert report["stats"][host.backend.get_hostname()]["changed"] == 0
+    assert _fingerprint(host) == before
+
+
+def test_lan_neighbour_gets_no_answer_from_mlflow_on_loopback_or_the_container_address(host):
+    # Docker 20.10 (Debian 12) and 26.1 (Debian 13) answer a SYN that a host on the same
+    # segment sends to 127.0.0.1:500 (moby/moby#45610), and route one sent to the container's
+    # own address into the bridge (moby/moby#49325); the role's guard drops both.
+    container = container_address(host)
     with Neighbour(host.backend.get_hostname()) as neighbour:
         # Any answer from the target's LAN address (SYN-ACK or RST) shows the probe is wired.
         assert neighbour.answer(neighbour.target_ip, 22) != "none"
-        assert not neighbour.syn("127.0.0.1", 5000)
+        assert not neighbour.syn("127.0.0.1", 500)
+        assert not neighbour.syn(container, 5000)
         host.check_output(f"systemctl stop {GUARD}")
         try:
-            assert neighbour.syn("127.0.0.1", 5000), "without the guard this engine answers: the probe works"
+            assert neighbour.syn("127.0.0.1", 500), "without the guard this engine answers: the probe works"
+            assert neighbour.syn(container, 5000), "without the guard this engine routes to the container"
         finally:
             host.check_output(f"systemctl start {GUARD}")
-        assert not neighbour.syn("127.0.0.1", 5000)
+        assert not neighbour.syn("127.0.0.1", 500)
+        assert not neighbour.syn(container, 5000)
+
+
+def test_compose_network_is_pinned_and_has_no_ipv6(host):
+    network = json.loads(host.check_output("docker network inspect mlflow_default"))[0]
+    assert [entry["Subnet"] for entry in network["IPAM"]["Config"]] == ["172.31.253.0/24"]
+    assert network["Options"]["com.docker.network.bridge.name"] == "mlflow0"
+    assert network["EnableIPv6"] is False
+    assert container_address(host).startswith("172.31.253.")
+    # Only ::1 on the container's lo: nothing on its network for the LAN to route IPv6 to.
+    addresses = host.check_output("docker exec mlflow-server cat /proc/net/if_inet6").splitlines()
+    assert [line.split()[-1] for line in addresses] == ["lo"]
 
 
 # An iptables that lets -C and -S through but refuses to insert a rule, first on PATH.
@@ -234,9 +273,57 @@ def test_opting_out_reopens_the_hole_and_opting_in_closes_it(host):
         result, report, _failed = converge(host, "mlflow_server_loopback_guard=false")
         assert result.returncode == 0, result.stderr[-600:]
         assert not host.file(f"/etc/systemd/system/{GUARD}").exists
-        assert neighbour.syn("127.0.0.1", 5000), "with the guard off this engine answers the LAN"
+        assert neighbour.syn("127.0.0.1", 500), "with the guard off this engine answers the LAN"
+        assert neighbour.syn(container_address(host), 5000)
         result, report, _failed = converge(host)
         assert result.returncode == 0, result.stderr[-600:]
         assert report["stats"][name]["changed"] > 0
         assert host.service(GUARD).is_enabled
-        assert not neighbour.syn("127.0.0.1", 5000)
+        assert not neighbour.syn("127.0.0.1", 500)
+        assert not neighbour.syn(container_address(host), 5000)
+
+
+@pytest.mark.parametrize(
+    ("extra", "image"),
+    [
+        ({"mlflow_server_image": "mlops/mlflow:9.9.9", "mlflow_server_image_archive": ""}, "mlops/mlflow:9.9.9"),
+        (
+            {"mlflow_server_backend": "postgresql", "mlflow_server_postgres_image": "mlops/postgres:99"},
+            "mlops/postgres:99",
+        ),
+    ],
+    ids=["mlflow", "postgres"],
+)
+def test_an_image_only_built_here_is_never_pulled_from_a_registry(host, extra, image):
+    """Anyone could publish an image under a name scripts/images.sh builds locally."""
+    role_logic_on_one_platform(host)
+    before = _fingerprint(host)
+    result, report, failed = converge(host, json.dumps(extra))
+    assert result.returncode != 0
+    assert len(failed) == 1 and f"{image} is missing on this host" in failed[0]["msg"], failed
+    assert "scripts/images.sh" in failed[0]["msg"]
+    assert not [task for task in tasks_run(report, host) if task.startswith("Pull the")]
+    assert report["stats"][host.backend.get_hostname()]["changed"] == 0
+    assert _fingerprint(host) == before
+
+
+def test_positive_control_a_missing_image_from_a_registry_is_pulled(host):
+    """The same missing image under a registry's name: the role does try to pull it (and fails here)."""
+    role_logic_on_one_platform(host)
+    result, report, failed = converge(
+        host, json.dumps({"mlflow_server_image": "registry.invalid/mlflow:9.9.9", "mlflow_server_image_archive": ""})
+    )
+    assert result.returncode != 0
+    assert "Pull the MLflow image" in tasks_run(report, host)
+    assert "registry.invalid" in json.dumps(failed)
+
+
+def tasks_run(report, host):
+    """The names of the tasks that ran (were not skipped) on this host."""
+    name = host.backend.get_hostname()
+    return [
+        task["task"]["name"].split(" : ")[-1]
+        for play in report["plays"]
+        for task in play["tasks"]
+        if name in task["hosts"] and not task["hosts"][name].get("skipped")
+    ]

@@ -6,7 +6,7 @@ import subprocess
 import uuid
 
 import requests
-from conftest import ADMIN, MANAGER, NODES, WORKER, on, psql, replica
+from conftest import ADMIN, MANAGER, NODES, PROJECT, WORKER, on, psql, replica
 
 
 def test_one_replica_runs_on_each_node_and_answers_on_its_loopback(relays):
@@ -80,14 +80,34 @@ def test_the_replicas_ports_stay_off_the_network():
         check=True,
     ).stdout.strip()
     assert manager_ip
-    probe = f"import socket; s = socket.socket(); s.settimeout(3); print(s.connect_ex(('{manager_ip}', 5000)))"
+    probe = f"import socket; s = socket.socket(); s.settimeout(3); print(s.connect_ex(('{manager_ip}', 500)))"
     assert on(WORKER, f'python3 -c "{probe}"').strip() != "0"
     # Its own loopback reaches it.
     assert (
         on(
-            MANAGER, "python3 -c \"import socket; print(socket.create_connection(('127.0.0.1', 5000), 5) and 0)\""
+            MANAGER, "python3 -c \"import socket; print(socket.create_connection(('127.0.0.1', 500), 5) and 0)\""
         ).strip()
         == "0"
     )
     rules = on(MANAGER, "iptables -t raw -S PREROUTING")
-    assert "-A PREROUTING ! -i lo -p tcp -m tcp --dport 5000 -j DROP" in rules
+    assert "-A PREROUTING ! -i lo -p tcp -m tcp --dport 500 -j DROP" in rules
+
+
+def test_the_join_tokens_never_show_in_the_output_even_with_vvv():
+    """A join token lets any host join the Swarm as a node and run the replicas' secrets."""
+    tokens = {role: on(MANAGER, f"docker swarm join-token -q {role}").strip() for role in ("worker", "manager")}
+    assert all(token.startswith("SWMTKN-") for token in tokens.values())
+    run = subprocess.run(
+        ["ansible-playbook", "-vvv", "playbooks/site.yml", "-i", os.environ["MOLECULE_INVENTORY_FILE"]],
+        cwd=PROJECT,
+        env={"PATH": os.environ["PATH"], "HOME": "/tmp", "LANG": "C.UTF-8", "ANSIBLE_NOCOLOR": "1"},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    out = run.stdout + run.stderr
+    assert run.returncode == 0, run.stdout[-3000:]
+    # The search would find them: -vvv shows module arguments and results, the Swarm's among them.
+    assert '"module_args": {' in out and "Join the Docker Swarm of" in out
+    assert [role for role, token in tokens.items() if token in out] == []

@@ -140,13 +140,13 @@ def assert_run_lands_on_the_server(host, port, tmp_path):
     """Log a run with the real mlflow client through the tunnel on local `port`; find it in the server's store."""
     artifact = tmp_path / "notes.txt"
     artifact.write_text(f"sent through the tunnel on port {port}\n")
-    env = dict(os.environ, MLFLOW_TRACKING_URI=f"http://localhost:{port}", MLFLOW_HTTP_REQUEST_MAX_RETRIES="2")
+    env = dict(os.environ, MLFLOW_TRACKING_URI=f"http://127.0.0.1:{port}", MLFLOW_HTTP_REQUEST_MAX_RETRIES="2")
     logged = subprocess.run(
         [sys.executable, "-c", LOG_RUN, str(artifact)], env=env, capture_output=True, text=True, check=False
     )
     assert logged.returncode == 0, logged.stderr
     run = json.loads(logged.stdout.splitlines()[-1])
-    assert run["tracking_uri"] == f"http://localhost:{port}"
+    assert run["tracking_uri"] == f"http://127.0.0.1:{port}"
 
     stored = json.loads(host.check_output(f"python3 -c '{READ_RUN.format(store=STORE)}' {run['run_id']}"))
     assert stored["params"] == [["learning_rate", "0.01"], ["optimizer", "adam"]]

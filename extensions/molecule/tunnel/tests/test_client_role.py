@@ -185,7 +185,7 @@ def test_tracking_uri_is_exported_for_one_alias_and_removed_with_it(tmp_path, sc
     exported = subprocess.run(
         ["sh", "-c", f". {profile}; echo $MLFLOW_TRACKING_URI"], capture_output=True, text=True, check=True
     )
-    assert exported.stdout.strip() == "http://localhost:15123"
+    assert exported.stdout.strip() == "http://127.0.0.1:15123"
     assert run_client_role({**extra, "mlflow_client_state": "absent"}).returncode == 0
     assert profile.read_text() == "umask 022\n"
     assert "Host scratch" not in (tmp_path / "ssh" / "config").read_text()

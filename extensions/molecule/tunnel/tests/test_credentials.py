@@ -99,7 +99,7 @@ def test_another_alias_does_not_overwrite_them_and_gets_an_env_file(host, creden
         "runuser -u carol -- sh -c '. ~/.mlflow/credlab-b.env;"
         ' printf "%s\\n" "$MLFLOW_TRACKING_URI" "$MLFLOW_TRACKING_USERNAME" "$MLFLOW_TRACKING_PASSWORD"\''
     )
-    assert sourced.splitlines() == ["http://localhost:15022", "carol2", PASSWORD_B]
+    assert sourced.splitlines() == ["http://127.0.0.1:15022", "carol2", PASSWORD_B]
     assert host.file("/home/carol/.mlflow/credentials").content_string == before
 
 

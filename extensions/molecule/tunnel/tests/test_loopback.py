@@ -1,8 +1,10 @@
-"""A host on the server's network segment cannot reach MLflow on 127.0.0.1:5000; members still can, through ssh.
+"""A host on the server's network segment cannot reach MLflow on 127.0.0.1:500 or at the
+container's own address; members still can, through ssh.
 
 Docker Engine < 28 (Debian 13 ships 26.1) answers a SYN that a LAN neighbour sends to
-127.0.0.1:<published port> (moby/moby#45610). The server role's loopback guard drops
-it. The neighbour is a container wired to the target by a veth pair
+127.0.0.1:<published port> (moby/moby#45610), and routes one sent to the container's
+address into the bridge (moby/moby#49325). The server role's loopback guard drops both.
+The neighbour is a container wired to the target by a veth pair
 (../../shared/neighbour.py). Every test leaves the guard on and MLflow healthy, as the
 files after this one expect; the reboot runs last of all (conftest.py says why).
 """
@@ -16,13 +18,13 @@ import pytest
 from conftest import ALIAS, assert_run_lands_on_the_server, ports, server_address
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
-from neighbour import Neighbour
+from neighbour import Neighbour, container_address
 
 testinfra_hosts = ["tunnel-server"]
 
 GUARD = "mlflow-loopback-guard.service"
 RULE = "PREROUTING -d 127.0.0.0/8 ! -i lo -j DROP"
-SSHD, MLFLOW = 22, 5000
+SSHD, MLFLOW, IN_CONTAINER = 22, 500, 5000
 
 
 def wait_for(check, timeout):
@@ -62,18 +64,23 @@ def leave_guard_on_and_mlflow_healthy(host):
 
 
 def assert_guarded(host, neighbour):
-    """The guard is on, the neighbour gets nothing from 127.0.0.1:5000, and that silence is the guard's doing."""
+    """The guard is on, the neighbour gets nothing from 127.0.0.1:500 or the container's
+    address, and that silence is the guard's doing."""
     assert host.service(GUARD).is_running
     assert host.service(GUARD).is_enabled
+    container = container_address(host.backend.get_hostname())
     assert neighbour.syn(neighbour.target_ip, SSHD), "positive control: sshd on the LAN address must answer"
     assert not neighbour.syn("127.0.0.1", MLFLOW), "a LAN neighbour reaches MLflow on 127.0.0.1"
-    # Without the guard the same probe is answered: the published port is there and the probe works.
+    assert not neighbour.syn(container, IN_CONTAINER), "a LAN neighbour reaches MLflow at the container's address"
+    # Without the guard the same probes are answered: the ports are there and the probe works.
     host.check_output(f"systemctl stop {GUARD}")
     try:
         assert neighbour.syn("127.0.0.1", MLFLOW)
+        assert neighbour.syn(container, IN_CONTAINER)
     finally:
         host.check_output(f"systemctl start {GUARD}")
     assert not neighbour.syn("127.0.0.1", MLFLOW)
+    assert not neighbour.syn(container, IN_CONTAINER)
 
 
 def test_neighbour_reaches_sshd_on_the_lan_address(neighbour):

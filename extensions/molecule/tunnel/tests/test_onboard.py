@@ -117,10 +117,14 @@ def forward(target, timeout=20):
 def test_a_tunnel_only_key_forwards_to_mlflow_and_nothing_else():
     TRANSCRIPT.parent.mkdir(parents=True, exist_ok=True)
     TRANSCRIPT.write_text("What the key of a tunnel-only member can and cannot do (real ssh, its own alias):\n\n")
-    # Can: forward to MLflow on the server's loopback, by either name.
-    for target in ("localhost:5000", "127.0.0.1:5000"):
-        received, _stderr = forward(target)
-        assert received.startswith(b"HTTP/1.") and received.endswith(b"OK"), received
+    # Can: forward to MLflow on the server's loopback, by its address.
+    received, _stderr = forward("127.0.0.1:500")
+    assert received.startswith(b"HTTP/1.") and received.endswith(b"OK"), received
+    # Cannot: forward to the name localhost, which sshd may resolve to ::1 first, where any
+    # account on the server could listen; nor to the port MLflow had before 0.5.0.
+    for target in ("localhost:500", "127.0.0.1:5000", "localhost:5000"):
+        received, stderr = forward(target)
+        assert received == b"" and "administratively prohibited" in stderr, (target, received)
     # Cannot: forward anywhere else, the server's own sshd included.
     received, stderr = forward("localhost:22")
     assert b"SSH-2.0" not in received
@@ -142,16 +146,14 @@ def test_the_member_account_is_marked_and_has_no_login_shell(host):
     assert "mlflow-members" in alice.groups
     keys = host.file(f"/home/{SERVER_USER}/.ssh/authorized_keys").content_string.splitlines()
     assert len(keys) == 1
-    assert keys[0].startswith(
-        'restrict,port-forwarding,permitopen="localhost:5000",permitopen="127.0.0.1:5000" ssh-ed25519 '
-    )
+    assert keys[0].startswith('restrict,port-forwarding,permitopen="127.0.0.1:500" ssh-ed25519 ')
 
 
 def test_sshd_limits_the_members_group_to_local_forwards_to_mlflow(host):
     effective = host.check_output(f"sshd -T -C user={SERVER_USER},host=pc,addr=192.0.2.9").lower().splitlines()
     assert "allowtcpforwarding local" in effective
     assert "permitlisten none" in effective
-    assert "permitopen localhost:5000 127.0.0.1:5000" in effective
+    assert "permitopen 127.0.0.1:500" in effective
     assert "permittty no" in effective
     # Everyone else keeps the server's defaults.
     assert (

@@ -61,7 +61,7 @@ def test_with_the_unit_mlflow_tunnel_checks_closes_and_opens_through_it(host):
     status = mlflow_tunnel(host, "status")
     assert status.rc == 0, status.stdout + status.stderr
     assert status.stdout.startswith(f"always-on: systemd user unit {UNIT} is active")
-    assert f"MLflow answers on http://localhost:{PORT} (/health: OK)" in status.stdout
+    assert f"MLflow answers on http://127.0.0.1:{PORT} (/health: OK)" in status.stdout
     # ssh's own check sees the unit's ssh as the control master.
     assert as_carol(host, "ssh -O check mlflowself").rc == 0
 
@@ -80,7 +80,7 @@ def test_with_the_unit_mlflow_tunnel_checks_closes_and_opens_through_it(host):
 
 def test_tracking_uri_is_in_carols_login_shell(host):
     uri = host.check_output("runuser -u carol -- bash -lc 'echo $MLFLOW_TRACKING_URI'")
-    assert uri.strip() == f"http://localhost:{PORT}"
+    assert uri.strip() == f"http://127.0.0.1:{PORT}"
 
 
 def test_absent_stops_the_unit_and_removes_only_its_own_lines(host):

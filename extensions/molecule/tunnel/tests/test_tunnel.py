@@ -67,7 +67,8 @@ def test_ssh_reads_the_promised_options_despite_a_catch_all_host():
     assert options["hostname"] == [server_address()]
     assert options["user"] == [SERVER_USER]
     assert options["port"] == ["22"]
-    assert options["localforward"] == [f"[127.0.0.1]:{ports()[0]} [localhost]:5000"]
+    # Both ends by address: `localhost` may be ::1 first, where any account could listen.
+    assert options["localforward"] == [f"[127.0.0.1]:{ports()[0]} [127.0.0.1]:500"]
     assert options["exitonforwardfailure"] == ["yes"]
     assert options["serveraliveinterval"] == ["30"]
     assert options["forwardagent"] == ["no"]
@@ -89,7 +90,7 @@ def test_control_directory_is_private_to_the_member():
 
 
 def test_each_alias_has_its_own_forward():
-    assert effective(ALIAS_B)["localforward"] == [f"[127.0.0.1]:{ports()[1]} [localhost]:5000"]
+    assert effective(ALIAS_B)["localforward"] == [f"[127.0.0.1]:{ports()[1]} [127.0.0.1]:500"]
     # ... and its own control socket: one `ssh -O exit` never closes the other's tunnel.
     assert effective(ALIAS_B)["controlpath"] == [str(control_dir() / ALIAS_B)]
 
@@ -129,7 +130,7 @@ def test_tunnel_life_open_check_log_close_reopen(host, tmp_path):
         opened = t.tunnel("open", ALIAS)
         assert opened.returncode == 0, opened.stderr
         assert opened.stdout.startswith(f"opened: ssh tunnel {ALIAS} (pid ")
-        assert f"MLflow answers on http://localhost:{port} (/health: OK)" in opened.stdout
+        assert f"MLflow answers on http://127.0.0.1:{port} (/health: OK)" in opened.stdout
 
         status = t.tunnel("status", ALIAS)
         assert status.returncode == 0
@@ -141,9 +142,9 @@ def test_tunnel_life_open_check_log_close_reopen(host, tmp_path):
 
         artifact = tmp_path / "notes.txt"
         artifact.write_text("logged through mlflow-tunnel\n")
-        env = dict(os.environ, MLFLOW_TRACKING_URI=f"http://localhost:{port}", MLFLOW_HTTP_REQUEST_MAX_RETRIES="2")
+        env = dict(os.environ, MLFLOW_TRACKING_URI=f"http://127.0.0.1:{port}", MLFLOW_HTTP_REQUEST_MAX_RETRIES="2")
         logged = t.run(
-            f"MLFLOW_TRACKING_URI=http://localhost:{port} python log_run.py {artifact.name}",
+            f"MLFLOW_TRACKING_URI=http://127.0.0.1:{port} python log_run.py {artifact.name}",
             [sys.executable, "-c", LOG_RUN, str(artifact)],
             env=env,
         )
@@ -254,7 +255,7 @@ def test_two_servers_tunnel_at_once(tunnel):
     tunnel(ALIAS)
     tunnel(ALIAS_B)
     for port in ports():
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/health", headers={"Host": f"localhost:{port}"})
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/health")
         with urllib.request.urlopen(request, timeout=10) as answer:
             assert answer.read() == b"OK"
 
@@ -267,4 +268,4 @@ def test_member_key_is_authorized_for_the_server_account(host):
 
 def test_mlflow_stays_on_loopback(host):
     listeners = [line.split()[3] for line in host.check_output("ss -ltnH").splitlines()]
-    assert [a for a in listeners if a.endswith(":5000")] == ["127.0.0.1:5000"]
+    assert [a for a in listeners if a.endswith(":500")] == ["127.0.0.1:500"]
