@@ -131,7 +131,7 @@ iptables_rules:
   version_added: 0.5.0
 unprivileged_port_start:
   description:
-    - The host's C(net.ipv4.ip_unprivileged_port_start): ports below it only root may listen on.
+    - The host's C(net.ipv4.ip_unprivileged_port_start). Only root may listen on a port below it.
     - V(null) where the kernel does not say (before Linux 4.11, or not Linux).
   returned: always
   type: int
