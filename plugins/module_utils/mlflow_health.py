@@ -389,7 +389,10 @@ class HealthProbe:
         expected_version: str | None = None,
         check_api: bool = True,
         use_proxy: bool = True,
+        allowed_hosts_setting: str | None = None,
     ) -> None:
+        """allowed_hosts_setting: where the deployment sets MLflow's allowed hosts (a role variable, say),
+        named in a forbidden_host message before `mlflow server --allowed-hosts`."""
         error = url_error(url)
         if error:
             raise ValueError(error)
@@ -397,6 +400,7 @@ class HealthProbe:
         self.timeout = timeout
         self.expected_version = expected_version
         self.check_api = check_api
+        self.allowed_hosts_setting = allowed_hosts_setting
         self.origin = origin(self.url)
         self.base_path = urllib.parse.urlsplit(self.url).path.rstrip("/")
         self.username = url_username
@@ -531,11 +535,12 @@ class HealthProbe:
 
     def _forbidden_host(self, body: str) -> Unhealthy:
         pattern = self.sent_host.rsplit(":", 1)[0]
+        setting = f"{self.allowed_hosts_setting}, or " if self.allowed_hosts_setting else ""
         return Unhealthy(
             "forbidden_host",
             f"MLflow refused the Host header '{self.sent_host}' (403 \"{excerpt(body, 80)}\"). Add it, or a pattern "
-            f"such as '{pattern}:*', to the server's allowed hosts: mlflow_server_allowed_hosts in the "
-            "mlops.mlflow.server role, or `mlflow server --allowed-hosts`, which replaces MLflow's default list.",
+            f"such as '{pattern}:*', to the server's allowed hosts: {setting}`mlflow server --allowed-hosts`, which "
+            "replaces MLflow's default list.",
         )
 
     def _auth(self, url: str, code: int) -> Unhealthy:

@@ -297,6 +297,9 @@ from ansible_collections.mlops.mlflow.plugins.module_utils.mlflow_health import 
     wait_until_healthy,
 )
 
+# Where most servers this module checks get their allowed hosts; a forbidden_host message names it.
+ALLOWED_HOSTS_SETTING = "mlflow_server_allowed_hosts in the mlops.mlflow.server role"
+
 
 def probe_through_tunnel(module: AnsibleModule, tunnel: dict, probe: HealthProbe) -> dict:
     """Open `ssh -fN <host>` with a private control socket, probe, and close exactly that tunnel."""
@@ -386,6 +389,7 @@ def main() -> None:
             expected_version=p["expected_version"],
             check_api=p["check_api"],
             use_proxy=p["use_proxy"],
+            allowed_hosts_setting=ALLOWED_HOSTS_SETTING,
         )
     except ValueError as e:  # a proxy environment variable that is not an http:// proxy
         module.fail_json(msg=str(e))
