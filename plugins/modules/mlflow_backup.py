@@ -173,14 +173,9 @@ import os  # noqa: E402
 import shutil  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible_collections.mlops.mlflow.plugins.module_utils.mlflow_store import (  # noqa: E402
-    BACKEND_ARGUMENT_SPEC,
-    LABEL_RE,
-    StoreError,
-    backends,
-    create_backup,
-    retention,
-)
+from ansible_collections.mlops.mlflow.plugins.module_utils._backends import BACKEND_ARGUMENT_SPEC, backends  # noqa: E402
+from ansible_collections.mlops.mlflow.plugins.module_utils._backup import LABEL_RE, create_backup, retention  # noqa: E402
+from ansible_collections.mlops.mlflow.plugins.module_utils._store_read import StoreError  # noqa: E402
 
 
 def main():

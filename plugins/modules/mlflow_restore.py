@@ -198,16 +198,10 @@ msg:
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible_collections.mlops.mlflow.plugins.module_utils.mlflow_store import (  # noqa: E402
-    BACKEND_ARGUMENT_SPEC,
-    StoreError,
-    backends,
-    load_backup,
-    put_back,
-    set_aside,
-    swap_in,
-    verify_backup,
-)
+from ansible_collections.mlops.mlflow.plugins.module_utils._backends import BACKEND_ARGUMENT_SPEC, backends  # noqa: E402
+from ansible_collections.mlops.mlflow.plugins.module_utils._backup import verify_backup  # noqa: E402
+from ansible_collections.mlops.mlflow.plugins.module_utils._store_read import StoreError  # noqa: E402
+from ansible_collections.mlops.mlflow.plugins.module_utils._swap import load_backup, put_back, set_aside, swap_in  # noqa: E402
 
 
 def mode(module, name):

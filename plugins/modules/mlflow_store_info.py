@@ -127,12 +127,9 @@ backups:
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible_collections.mlops.mlflow.plugins.module_utils.mlflow_store import (  # noqa: E402
-    BACKEND_ARGUMENT_SPEC,
-    backends,
-    list_backups,
-    store_info,
-)
+from ansible_collections.mlops.mlflow.plugins.module_utils._backends import BACKEND_ARGUMENT_SPEC, backends  # noqa: E402
+from ansible_collections.mlops.mlflow.plugins.module_utils._backup import list_backups  # noqa: E402
+from ansible_collections.mlops.mlflow.plugins.module_utils._store_read import store_info  # noqa: E402
 
 
 def main():
