@@ -74,7 +74,7 @@ def _snapshot(source, dest):
     except sqlite3.Error as error:
         raise StoreError(
             f"{source} cannot be copied: {error}. The live database is damaged; restore a backup "
-            "(playbooks/restore.yml), which moves the damaged files aside without reading them."
+            "(mlflow_restore state=restored), which moves the damaged files aside without reading them."
         ) from error
     if found != ["ok"]:
         raise StoreError(f"integrity_check of the copy of {source} failed: {found[:3]}")
@@ -293,12 +293,9 @@ def verify_backup(path, known_revisions=None, head=None, image_version=None, pos
             problems.append(f"misses {name}")
         elif sha256(file_path) != entry.get("sha256"):
             problems.append(f"has a changed {name} (sha256 differs from the manifest)")
-    kind = manifest.get("backend") or "sqlite"
+    kind = result["backend"] = manifest.get("backend") or "sqlite"
     if backend and kind != backend:
-        problems.append(
-            f"was taken from a {kind} store, and mlflow_server_backend is {backend}; "
-            + ("move a SQLite store with playbooks/migrate.yml" if kind == "sqlite" else "restore it with that backend")
-        )
+        problems.append(f"was taken from a {kind} store, not from a {backend} one")
     if kind == "sqlite" and DB not in manifest["files"]:
         problems.append(f"has no {DB} in its manifest")
     if kind == "postgresql" and DUMP not in manifest["files"]:

@@ -159,6 +159,15 @@ schema_revision:
   description: The backup's tracking schema revision.
   returned: state is checked
   type: str
+backend:
+  description:
+    - With O(state=checked), the store the backup was taken from, V(sqlite) or V(postgresql).
+    - When it is not O(backend), RV(problems) says so, and a caller can tell how to move the data (a SQLite
+      store moves to PostgreSQL with C(playbooks/migrate.yml)).
+  returned: state is checked and the backup has a readable manifest
+  type: str
+  sample: sqlite
+  version_added: 0.4.0
 needs_upgrade:
   description: Whether the serving image must run C(mlflow db upgrade) on the restored database.
   returned: state is checked and known_revisions is given

@@ -189,15 +189,13 @@ def test_the_managed_data_directories_are_never_copied_into_a_backup(store_dir, 
 def test_checks_refuse_a_backup_of_the_other_backend_or_a_damaged_dump(store_dir, objects, tmp_path):
     summary = _backup.create_backup(str(store_dir), str(tmp_path / "b"), "manual", postgres=StandIn(), s3=objects[0])
     checked = _backup.verify_backup(summary["path"], backend="sqlite")
-    assert checked["problems"] == [
-        "was taken from a postgresql store, and mlflow_server_backend is sqlite; restore it with that backend"
-    ]
+    assert checked["problems"] == ["was taken from a postgresql store, not from a sqlite one"]
+    assert checked["backend"] == "postgresql"
     (tmp_path / "sqlite-store").mkdir()
     sqlite_backup = _backup.create_backup(str(tmp_path / "sqlite-store"), str(tmp_path / "c"), "manual")
-    assert _backup.verify_backup(sqlite_backup["path"], backend="postgresql")["problems"] == [
-        "was taken from a sqlite store, and mlflow_server_backend is postgresql; move a SQLite store with "
-        "playbooks/migrate.yml"
-    ]
+    checked = _backup.verify_backup(sqlite_backup["path"], backend="postgresql")
+    assert checked["problems"] == ["was taken from a sqlite store, not from a postgresql one"]
+    assert checked["backend"] == "sqlite"
     damaged = StandIn(dump=b"garbage")
     summary = _backup.create_backup(str(store_dir), str(tmp_path / "d"), "manual", postgres=damaged, s3=objects[0])
     assert _backup.verify_backup(summary["path"], postgres=damaged)["problems"] == [
