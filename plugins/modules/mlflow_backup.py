@@ -33,23 +33,17 @@ author:
   - mlops.mlflow developers (@mlops)
 extends_documentation_fragment:
   - mlops.mlflow.attributes
+  - mlops.mlflow.attributes.data_operation
   - mlops.mlflow.mlflow_store
+  - mlops.mlflow.mlflow_store.store_dir
 attributes:
   check_mode:
-    support: full
     details:
       - In check mode nothing is written or deleted; RV(deleted) lists what retention would delete.
-  diff_mode:
-    support: none
   idempotent:
-    support: none
     details:
       - Every run writes a new backup.
 options:
-  store_dir:
-    description: The store directory (holds C(mlflow.db), C(mlruns/) and C(docker-compose.yml)).
-    type: path
-    required: true
   backup_dir:
     description: Where backup folders are written; created with mode C(0700) when missing.
     type: path

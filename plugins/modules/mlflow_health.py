@@ -39,17 +39,11 @@ author:
   - mlops.mlflow developers (@mlops)
 extends_documentation_fragment:
   - mlops.mlflow.attributes
+  - mlops.mlflow.attributes.info_module
 attributes:
   check_mode:
-    support: full
     details:
       - The module only reads, so it probes the server in check mode too.
-  diff_mode:
-    support: none
-  idempotent:
-    support: full
-    details:
-      - This action does not modify state.
 options:
   url:
     description:

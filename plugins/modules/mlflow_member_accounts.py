@@ -24,6 +24,7 @@ author:
   - mlops.mlflow developers (@mlops)
 extends_documentation_fragment:
   - mlops.mlflow.attributes
+  - mlops.mlflow.attributes.converge
 options:
   members:
     description: The members, one account each.

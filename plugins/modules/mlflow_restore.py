@@ -35,16 +35,14 @@ author:
   - mlops.mlflow developers (@mlops)
 extends_documentation_fragment:
   - mlops.mlflow.attributes
+  - mlops.mlflow.attributes.data_operation
   - mlops.mlflow.mlflow_store
+  - mlops.mlflow.mlflow_store.store_dir
 attributes:
   check_mode:
-    support: full
     details:
       - O(state=checked) runs in check mode too, since it only reads.
-  diff_mode:
-    support: none
   idempotent:
-    support: none
     details:
       - O(state=restored) swaps the data in on every run.
 options:
@@ -53,10 +51,6 @@ options:
     type: str
     choices: [checked, restored, loaded, reverted, set_aside]
     default: checked
-  store_dir:
-    description: The store directory.
-    type: path
-    required: true
   backup:
     description: The backup folder. Required for O(state=checked), O(state=restored) and O(state=loaded).
     type: path

@@ -19,6 +19,7 @@ author:
   - mlops.mlflow developers (@mlops)
 extends_documentation_fragment:
   - mlops.mlflow.attributes
+  - mlops.mlflow.attributes.converge
   - mlops.mlflow.mlflow_store
 options:
   s3:

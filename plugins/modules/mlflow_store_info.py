@@ -22,12 +22,10 @@ author:
   - mlops.mlflow developers (@mlops)
 extends_documentation_fragment:
   - mlops.mlflow.attributes
+  - mlops.mlflow.attributes.info_module
   - mlops.mlflow.mlflow_store
+  - mlops.mlflow.mlflow_store.store_dir
 options:
-  store_dir:
-    description: The store directory.
-    type: path
-    required: true
   backup_dir:
     description: A backup directory to list.
     type: path
