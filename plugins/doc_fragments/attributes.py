@@ -7,8 +7,8 @@ from __future__ import annotations
 
 
 class ModuleDocFragment:
-    # What each attribute means. Every module adds one of the named fragments below, which says how it
-    # supports them (mlops.mlflow.attributes.info_module, say), and states only details of its own.
+    # What each attribute means. Every module adds the named fragments below that say how it supports
+    # them (info_module; or changes with idempotent or not_idempotent), and states only details of its own.
     DOCUMENTATION = r"""
 attributes:
   check_mode:
@@ -38,24 +38,25 @@ attributes:
       - This action does not modify state.
 """
 
-    # A module that changes only what differs from its arguments; check mode predicts the change.
-    CONVERGE = r"""
+    # A module that changes the host: check mode predicts the change, and there is no diff.
+    CHANGES = r"""
 attributes:
   check_mode:
     support: full
   diff_mode:
     support: none
+"""
+
+    # Used with CHANGES: a module that changes only what differs from its arguments.
+    IDEMPOTENT = r"""
+attributes:
   idempotent:
     support: full
 """
 
-    # A data operation (a backup, a restore): it acts on every run; check mode says what it would do.
-    DATA_OPERATION = r"""
+    # Used with CHANGES: a module that acts on every run (a backup, a restore); its details say why.
+    NOT_IDEMPOTENT = r"""
 attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
   idempotent:
     support: none
 """

@@ -33,7 +33,8 @@ author:
   - mlops.mlflow developers (@mlops)
 extends_documentation_fragment:
   - mlops.mlflow.attributes
-  - mlops.mlflow.attributes.data_operation
+  - mlops.mlflow.attributes.changes
+  - mlops.mlflow.attributes.not_idempotent
   - mlops.mlflow.mlflow_store
   - mlops.mlflow.mlflow_store.store_dir
 attributes:

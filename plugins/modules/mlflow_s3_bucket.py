@@ -19,7 +19,8 @@ author:
   - mlops.mlflow developers (@mlops)
 extends_documentation_fragment:
   - mlops.mlflow.attributes
-  - mlops.mlflow.attributes.converge
+  - mlops.mlflow.attributes.changes
+  - mlops.mlflow.attributes.idempotent
   - mlops.mlflow.mlflow_store
 options:
   s3:
