@@ -23,7 +23,7 @@ playbooks gather no facts):
 backup and restore alternate --repeat times on the same store (backup, restore of that backup,
 backup, ...): medians and minima, and the ratio restore / backup per pair. The per-task seconds
 of every run (ansible.posix.json callback) show where the time goes. --profile then times, on the
-target with its own python3 and the collection's plugins/module_utils/mlflow_store.py, the file
+target with its own python3 and the collection's store module_utils (plugins/module_utils/_*.py), the file
 work of a backup (create_backup) and of a restore (verify_backup, swap_in, store_info) against
 the newest backup, into a scratch store (never the live one), and MLflow's own stop and start.
 
@@ -75,9 +75,13 @@ print(runs, "runs filled")
 # Runs on the target with its python3: the file work of the modules, step by step, and MLflow's
 # stop and start, against the newest backup. Scratch store and backup dir under /var/tmp.
 PROFILE = r"""
-import json, os, shutil, subprocess, sys, time
+import json, os, shutil, sqlite3, subprocess, sys, time
 sys.path.insert(0, "/var/tmp/bench-profile")
-from ansible_collections.mlops.mlflow.plugins.module_utils import mlflow_store as m
+from ansible_collections.mlops.mlflow.plugins.module_utils._backup import (
+    _files, _snapshot, create_backup, read_manifest, sha256, verify_backup,
+)
+from ansible_collections.mlops.mlflow.plugins.module_utils._store_read import DATABASES, integrity, store_info
+from ansible_collections.mlops.mlflow.plugins.module_utils._swap import swap_in
 backup = sys.argv[1]
 out = {}
 def timed(name, call, *args, **kwargs):
@@ -85,30 +89,30 @@ def timed(name, call, *args, **kwargs):
     value = call(*args, **kwargs)
     out[name] = round(time.monotonic() - started, 2)
     return value
-manifest = m.read_manifest(backup)
+manifest = read_manifest(backup)
 files = manifest["files"]
 def sha_all():
     for name in files:
-        m.sha256(os.path.join(backup, name))
+        sha256(os.path.join(backup, name))
 def integrity_all():
-    for db in m.DATABASES:
+    for db in DATABASES:
         if db in files and files[db]["size"] > 0:
-            conn = m.sqlite3.connect(f"file:{os.path.join(backup, db)}?mode=ro&immutable=1", uri=True)
-            m.integrity(conn)
+            conn = sqlite3.connect(f"file:{os.path.join(backup, db)}?mode=ro&immutable=1", uri=True)
+            integrity(conn)
             conn.close()
 scratch = "/var/tmp/bench-profile/store"
 shutil.rmtree(scratch, ignore_errors=True)
-timed("restore: verify_backup (whole)", m.verify_backup, backup)
+timed("restore: verify_backup (whole)", verify_backup, backup)
 timed("restore: verify_backup, sha256 of every file", sha_all)
 timed("restore: verify_backup, integrity_check of the databases", integrity_all)
-timed("restore: swap_in into an empty store (copy2 databases, copytree mlruns/)", m.swap_in, scratch, backup)
-timed("restore: swap_in again, the store's data moved aside by rename", m.swap_in, scratch, backup)
-timed("restore: store_info (counts of the restored store)", m.store_info, scratch)
-timed("backup: create_backup of the live store (whole)", m.create_backup, "/opt/mlflow", scratch + "-b", "profile")
+timed("restore: swap_in into an empty store (copy2 databases, copytree mlruns/)", swap_in, scratch, backup)
+timed("restore: swap_in again, the store's data moved aside by rename", swap_in, scratch, backup)
+timed("restore: store_info (counts of the restored store)", store_info, scratch)
+timed("backup: create_backup of the live store (whole)", create_backup, "/opt/mlflow", scratch + "-b", "profile")
 snap = "/var/tmp/bench-profile/snap.db"
-timed("backup: online backup + integrity_check of mlflow.db", m._snapshot, "/opt/mlflow/mlflow.db", snap)
+timed("backup: online backup + integrity_check of mlflow.db", _snapshot, "/opt/mlflow/mlflow.db", snap)
 timed("backup: copytree mlruns/", shutil.copytree, "/opt/mlflow/mlruns", "/var/tmp/bench-profile/mlruns-copy")
-timed("backup: sha256 of every file", m._files, "/var/tmp/bench-profile/mlruns-copy")
+timed("backup: sha256 of every file", _files, "/var/tmp/bench-profile/mlruns-copy")
 timed("MLflow: docker stop mlflow-server", subprocess.run, ["docker", "stop", "mlflow-server"], capture_output=True)
 timed("MLflow: docker start mlflow-server", subprocess.run, ["docker", "start", "mlflow-server"], capture_output=True)
 import urllib.request

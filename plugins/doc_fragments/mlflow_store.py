@@ -68,3 +68,14 @@ options:
         type: path
         required: true
 """
+
+    # The store directory, for the modules that read or change one.
+    STORE_DIR = r"""
+options:
+  store_dir:
+    description:
+      - The store directory. It holds C(mlflow.db) and C(basic_auth.db) (SQLite), C(mlruns/) (local artifacts),
+        C(docker-compose.yml), and the data of the managed PostgreSQL and S3 in C(postgres/) and C(s3/).
+    type: path
+    required: true
+"""

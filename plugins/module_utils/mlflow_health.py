@@ -12,9 +12,7 @@ proxy for a loopback address, and ends at one deadline however slowly the server
 TLS contexts come from ansible.module_utils.urls (make_context), as for ansible.builtin.uri.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
+from __future__ import annotations
 
 import http.client
 import ipaddress
@@ -27,6 +25,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 
 from ansible.module_utils.urls import SSLValidationError, basic_auth_header, get_user_agent, make_context
 
@@ -74,14 +73,14 @@ _EXCERPT = 200
 class Unhealthy(Exception):
     """One probe found the server unhealthy; status is one of STATUSES."""
 
-    def __init__(self, status, msg, quick_retry=False):
-        super(Unhealthy, self).__init__(msg)
+    def __init__(self, status: str, msg: str, quick_retry: bool = False) -> None:
+        super().__init__(msg)
         self.status = status
         self.msg = msg
         self.quick_retry = quick_retry
 
 
-def url_error(url):
+def url_error(url: str) -> str | None:
     """Return why url cannot be probed, as a message naming the option, or None when it can.
 
     The message never repeats url, so it cannot echo credentials written into it.
@@ -115,7 +114,7 @@ def url_error(url):
     return None
 
 
-def url_secrets(url):
+def url_secrets(url: str) -> list[str]:
     """The credentials written into url (user:password@ or token@), as written and percent-decoded.
 
     The module adds them to its no_log values, so that Ansible masks them in the result it returns.
@@ -126,10 +125,10 @@ def url_secrets(url):
         return []
     userinfo = authority.rsplit("@", 1)[0]
     secret = userinfo.split(":", 1)[1] if ":" in userinfo else userinfo
-    return sorted(set(s for s in (secret, urllib.parse.unquote(secret)) if s))
+    return sorted({s for s in (secret, urllib.parse.unquote(secret)) if s})
 
 
-def redact_url(url):
+def redact_url(url: str) -> str:
     """url without any user:password@ part, for messages."""
     try:
         parts = urllib.parse.urlsplit(url)
@@ -140,23 +139,23 @@ def redact_url(url):
     return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
 
 
-def origin(url):
+def origin(url: str) -> tuple[str, str, int | None]:
     """(scheme, host, port) of url: where a request to url goes, with the scheme's default port filled in."""
     parts = urllib.parse.urlsplit(url)
     return (parts.scheme, (parts.hostname or "").rstrip("."), parts.port or _DEFAULT_PORTS.get(parts.scheme))
 
 
-def host_port(url):
+def host_port(url: str) -> str:
     """Return 'host:port' of url, with the scheme's default port filled in."""
     parts = urllib.parse.urlsplit(url)
     host = parts.hostname or ""
     if ":" in host:
-        host = "[%s]" % host
+        host = f"[{host}]"
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    return "%s:%s" % (host, port)
+    return f"{host}:{port}"
 
 
-def is_loopback(host):
+def is_loopback(host: str | None) -> bool:
     """Whether host names this machine's loopback interface: localhost, 127.0.0.0/8 (any form) or ::1."""
     host = (host or "").strip("[]").rstrip(".").lower()
     if host == "localhost":
@@ -173,7 +172,7 @@ def is_loopback(host):
     return address.is_loopback or bool(mapped and mapped.is_loopback)
 
 
-def proxy_for(url, use_proxy=True):
+def proxy_for(url: str, use_proxy: bool = True) -> str | None:
     """The proxy URL a request to url goes through, or None to connect directly.
 
     None when use_proxy is false, when url's host is a loopback address (a proxy elsewhere cannot reach this
@@ -189,29 +188,29 @@ def proxy_for(url, use_proxy=True):
     return proxy
 
 
-def excerpt(text, limit=_EXCERPT):
+def excerpt(text: str | None, limit: int = _EXCERPT) -> str:
     text = " ".join((text or "").split())
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def not_mlflow_msg(url, what):
+def not_mlflow_msg(url: str, what: str) -> str:
     port = host_port(url).rsplit(":", 1)[1]
     return (
-        "Something else answers on port %s, not MLflow: %s. Check which process holds the port "
+        f"Something else answers on port {port}, not MLflow: {what}. Check which process holds the port "
         "(ss -ltnp) and that url points at the tracking server (include --static-prefix if it uses one). "
         "On macOS the AirPlay Receiver holds port 5000; turn it off in System Settings > General > "
-        "AirDrop & Handoff, or use another local port." % (port, what)
+        "AirDrop & Handoff, or use another local port."
     )
 
 
-def timeout_msg(url, timeout):
+def timeout_msg(url: str, timeout: float) -> str:
     return (
-        "%s did not answer in full within timeout=%s s. The server may be overloaded or its backend store "
-        "slow; raise timeout, or wait_timeout if it is still starting." % (url, timeout)
+        f"{url} did not answer in full within timeout={timeout} s. The server may be overloaded or its backend store "
+        "slow; raise timeout, or wait_timeout if it is still starting."
     )
 
 
-def classify_error(exc, url, timeout, proxy=None):
+def classify_error(exc: BaseException, url: str, timeout: float, proxy: str | None = None) -> Unhealthy:
     """Map a transport exception raised while fetching url to an Unhealthy.
 
     proxy is 'host:port' of the proxy the request went through, if any.
@@ -224,14 +223,14 @@ def classify_error(exc, url, timeout, proxy=None):
     if isinstance(reason, (ssl.SSLCertVerificationError, ssl.CertificateError, SSLValidationError)):
         return Unhealthy(
             "tls_error",
-            "TLS certificate verification failed for %s: %s. Give the CA that signed the server certificate "
-            "with ca_path, or set validate_certs=false only for a test server." % (url, reason),
+            f"TLS certificate verification failed for {url}: {reason}. Give the CA that signed the server "
+            "certificate with ca_path, or set validate_certs=false only for a test server.",
         )
     if isinstance(reason, ssl.SSLError):
         return Unhealthy(
             "tls_error",
-            "TLS handshake with %s failed: %s. Check that the server speaks TLS on this port (https:// in url "
-            "only for a TLS endpoint)." % (where, reason),
+            f"TLS handshake with {where} failed: {reason}. Check that the server speaks TLS on this port "
+            "(https:// in url only for a TLS endpoint).",
         )
     if isinstance(reason, socket.timeout):
         return Unhealthy("timeout", timeout_msg(url, timeout))
@@ -244,25 +243,25 @@ def classify_error(exc, url, timeout, proxy=None):
     if isinstance(reason, ConnectionRefusedError):
         return Unhealthy(
             "unreachable",
-            "Nothing listens on %s (connection refused). Check `docker compose ps` in the store directory "
-            "(e.g. /opt/mlflow) and the container logs (`docker compose logs mlflow-server`)." % where,
+            f"Nothing listens on {where} (connection refused). Check `docker compose ps` in the store directory "
+            "(e.g. /opt/mlflow) and the container logs (`docker compose logs mlflow-server`).",
             quick_retry=True,
         )
     if isinstance(reason, ConnectionResetError):
         # http.client.RemoteDisconnected is one: docker-proxy accepts and closes while no container is behind it.
         return Unhealthy(
             "unreachable",
-            "%s accepted the connection but closed it without an answer: the server is still starting, or "
+            f"{where} accepted the connection but closed it without an answer: the server is still starting, or "
             "a port proxy (docker-proxy) has no running container behind it. Check `docker compose ps` in the "
-            "store directory (e.g. /opt/mlflow) and the container logs." % where,
+            "store directory (e.g. /opt/mlflow) and the container logs.",
             quick_retry=True,
         )
     if isinstance(reason, http.client.HTTPException):
-        return Unhealthy("not_mlflow", not_mlflow_msg(url, "it does not speak HTTP (%r)" % reason))
-    return Unhealthy("unreachable", "Cannot reach %s: %s." % (where, reason))
+        return Unhealthy("not_mlflow", not_mlflow_msg(url, f"it does not speak HTTP ({reason!r})"))
+    return Unhealthy("unreachable", f"Cannot reach {where}: {reason}.")
 
 
-def _shutdown(sock):
+def _shutdown(sock: socket.socket) -> None:
     try:
         # socket.socket's own shutdown, also for an SSLSocket: it wakes a recv blocked in another thread and,
         # unlike SSLSocket.shutdown, leaves the TLS object to that thread.
@@ -271,7 +270,7 @@ def _shutdown(sock):
         pass  # closed already, or not connected yet
 
 
-class Deadline(object):
+class Deadline:
     """The end of one HTTP request, however slowly the server answers.
 
     Socket timeouts apply to each read, so a server that trickles a byte at a time never trips them. A timer
@@ -279,7 +278,7 @@ class Deadline(object):
     read at once; expired then tells the caller why the request failed.
     """
 
-    def __init__(self, seconds):
+    def __init__(self, seconds: float) -> None:
         self.end = time.monotonic() + seconds
         self.expired = False
         self._sock = None
@@ -288,27 +287,27 @@ class Deadline(object):
         self._timer.daemon = True
         self._timer.start()
 
-    def remaining(self):
+    def remaining(self) -> float:
         return max(self.end - time.monotonic(), 0.001)
 
-    def watch(self, sock):
+    def watch(self, sock: socket.socket) -> None:
         """Shut sock down when the time is up (at once if it is up already)."""
         with self._lock:
             self._sock = sock
             if self.expired:
                 _shutdown(sock)
 
-    def _expire(self):
+    def _expire(self) -> None:
         with self._lock:
             self.expired = True
             if self._sock is not None:
                 _shutdown(self._sock)
 
-    def cancel(self):
+    def cancel(self) -> None:
         self._timer.cancel()
 
 
-def _connect(address, deadline):
+def _connect(address: tuple, deadline: Deadline) -> socket.socket:
     """Like socket.create_connection, but every socket tried is watched by deadline."""
     host, port = address[:2]
     error = None
@@ -322,10 +321,10 @@ def _connect(address, deadline):
         except OSError as e:
             error = e
             sock.close()
-    raise error or OSError("no address found for %s" % host)
+    raise error or OSError(f"no address found for {host}")
 
 
-def _read_body(resp):
+def _read_body(resp: http.client.HTTPResponse) -> bytes:
     """The whole body of resp, up to _BODY_LIMIT bytes; a single read may return only what has arrived."""
     chunks = []
     size = 0
@@ -345,18 +344,25 @@ class _Connection(http.client.HTTPConnection):
     set_tunnel as for HTTPSConnection.
     """
 
-    def __init__(self, host, port, deadline, context=None, server_hostname=None):
-        super(_Connection, self).__init__(host, port, timeout=deadline.remaining())
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        deadline: Deadline,
+        context: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+    ) -> None:
+        super().__init__(host, port, timeout=deadline.remaining())
         self._deadline = deadline
         self._tls_context = context
         self._server_hostname = server_hostname or host
         self._create_connection = self._connect_watched
 
-    def _connect_watched(self, address, *args, **kwargs):
+    def _connect_watched(self, address: tuple, *args, **kwargs) -> socket.socket:
         return _connect(address, self._deadline)
 
-    def connect(self):
-        super(_Connection, self).connect()  # TCP, then the proxy's CONNECT tunnel if one is set
+    def connect(self) -> None:
+        super().connect()  # TCP, then the proxy's CONNECT tunnel if one is set
         if self._tls_context is not None:
             sock = self._tls_context.wrap_socket(
                 self.sock, server_hostname=self._server_hostname, do_handshake_on_connect=False
@@ -367,23 +373,26 @@ class _Connection(http.client.HTTPConnection):
             sock.do_handshake()
 
 
-class HealthProbe(object):
+class HealthProbe:
     """Run one health probe (GET /health, /version and optionally an API read) against a server."""
 
     def __init__(
         self,
-        url,
-        timeout=10.0,
-        validate_certs=True,
-        ca_path=None,
-        url_username=None,
-        url_password=None,
-        headers=None,
-        host_header=None,
-        expected_version=None,
-        check_api=True,
-        use_proxy=True,
-    ):
+        url: str,
+        timeout: float = 10.0,
+        validate_certs: bool = True,
+        ca_path: str | None = None,
+        url_username: str | None = None,
+        url_password: str | None = None,
+        headers: dict | None = None,
+        host_header: str | None = None,
+        expected_version: str | None = None,
+        check_api: bool = True,
+        use_proxy: bool = True,
+        allowed_hosts_setting: str | None = None,
+    ) -> None:
+        """allowed_hosts_setting: where the deployment sets MLflow's allowed hosts (a role variable, say),
+        named in a forbidden_host message before `mlflow server --allowed-hosts`."""
         error = url_error(url)
         if error:
             raise ValueError(error)
@@ -391,22 +400,23 @@ class HealthProbe(object):
         self.timeout = timeout
         self.expected_version = expected_version
         self.check_api = check_api
+        self.allowed_hosts_setting = allowed_hosts_setting
         self.origin = origin(self.url)
         self.base_path = urllib.parse.urlsplit(self.url).path.rstrip("/")
         self.username = url_username
         self._password = url_password
         headers = dict(headers or {})
         if host_header:
-            headers = dict((k, v) for k, v in headers.items() if k.lower() != "host")
+            headers = {k: v for k, v in headers.items() if k.lower() != "host"}
             headers["Host"] = host_header
         given_host = [v for k, v in headers.items() if k.lower() == "host"]
         # Without a Host header, send the url's host[:port] as written, as urllib did.
         self.sent_host = given_host[0] if given_host else urllib.parse.urlsplit(self.url).netloc
         if url_username:
             # url_username wins over an Authorization header given in headers, as in ansible.builtin.uri.
-            headers = dict((k, v) for k, v in headers.items() if k.lower() != "authorization")
+            headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
         self.given_authorization = any(k.lower() == "authorization" for k in headers)
-        headers = dict((k, v) for k, v in headers.items() if k.lower() != "host")
+        headers = {k: v for k, v in headers.items() if k.lower() != "host"}
         self.headers = dict({"User-Agent": get_user_agent(), "Connection": "close"}, **headers)
         self.headers["Host"] = self.sent_host
         self.context = (
@@ -418,7 +428,7 @@ class HealthProbe(object):
         if proxy:
             self._set_proxy(proxy)
 
-    def _set_proxy(self, proxy):
+    def _set_proxy(self, proxy: str) -> None:
         parts = urllib.parse.urlsplit(proxy if "://" in proxy else "http://" + proxy)
         try:
             port = parts.port or 80
@@ -426,8 +436,8 @@ class HealthProbe(object):
             port = None
         if parts.scheme != "http" or not parts.hostname or not port:
             raise ValueError(
-                "The proxy set for %s URLs in the environment (%s_proxy) is not an http://host:port URL. Fix it, "
-                "or set use_proxy=false or no_proxy to reach the server directly." % (self.origin[0], self.origin[0])
+                f"The proxy set for {self.origin[0]} URLs in the environment ({self.origin[0]}_proxy) is not an "
+                "http://host:port URL. Fix it, or set use_proxy=false or no_proxy to reach the server directly."
             )
         self.proxy = (parts.hostname, port)
         if parts.username:
@@ -437,19 +447,19 @@ class HealthProbe(object):
             ).decode("ascii")
 
     @property
-    def proxy_where(self):
+    def proxy_where(self) -> str | None:
         if not self.proxy:
             return None
-        host = "[%s]" % self.proxy[0] if ":" in self.proxy[0] else self.proxy[0]
-        return "%s:%s" % (host, self.proxy[1])
+        host = f"[{self.proxy[0]}]" if ":" in self.proxy[0] else self.proxy[0]
+        return f"{host}:{self.proxy[1]}"
 
-    def auth_headers_for(self, target):
+    def auth_headers_for(self, target: str) -> dict[str, str]:
         """The Authorization header for a request to target: only for the exact origin of url."""
         if not self.username or origin(target) != self.origin:
             return {}
         return {"Authorization": basic_auth_header(self.username, self._password).decode("latin-1")}
 
-    def _fetch(self, path, deadline):
+    def _fetch(self, path: str, deadline: Deadline) -> tuple[int, str | None, bytes]:
         """GET url + path on one new connection; return (status code, Location header, body bytes)."""
         scheme, host, port = self.origin
         target = self.url + path
@@ -478,7 +488,7 @@ class HealthProbe(object):
         finally:
             conn.close()
 
-    def _get(self, path, latency, key):
+    def _get(self, path: str, latency: dict, key: str) -> tuple[int, str]:
         """GET path; return (http status, body text). Transport errors and redirects raise Unhealthy."""
         url = self.url + path
         start = time.monotonic()
@@ -498,41 +508,42 @@ class HealthProbe(object):
         if code == 407:
             raise Unhealthy(
                 "auth_required",
-                "The proxy %s answered 407: it requires a login. Put the user and password in the proxy URL "
-                "(http_proxy), or set use_proxy=false or no_proxy to reach the server directly." % self.proxy_where,
+                f"The proxy {self.proxy_where} answered 407: it requires a login. Put the user and password in the "
+                "proxy URL (http_proxy), or set use_proxy=false or no_proxy to reach the server directly.",
             )
         return code, self._scrub(body.decode("utf-8", "replace")) if body else ""
 
-    def _scrub(self, text):
+    def _scrub(self, text: str) -> str:
         """text with the credentials masked, should a server echo them in an answer that msg quotes."""
         for secret in (self._password, (self.auth_headers_for(self.url).get("Authorization") or "")[6:]):
             if secret:
                 text = text.replace(secret, "********")
         return text
 
-    def _redirect(self, url, code, location):
+    def _redirect(self, url: str, code: int, location: str | None) -> Unhealthy:
         if location:
             # A relative Location is resolved against the request, as a client following it would.
-            where = "to %s" % excerpt(redact_url(urllib.parse.urljoin(url, location.strip())), 120)
+            where = f"to {excerpt(redact_url(urllib.parse.urljoin(url, location.strip())), 120)}"
         else:
             where = "without a Location"
         return Unhealthy(
             "redirect",
-            "%s answered %s %s; the module does not follow redirects (they could lead the credentials or the "
-            "probe elsewhere): point url at the server itself, e.g. the address the redirect names if it is "
-            "yours." % (url, code, where),
+            f"{url} answered {code} {where}; the module does not follow redirects (they could lead the credentials "
+            "or the probe elsewhere): point url at the server itself, e.g. the address the redirect names if it is "
+            "yours.",
         )
 
-    def _forbidden_host(self, body):
+    def _forbidden_host(self, body: str) -> Unhealthy:
+        pattern = self.sent_host.rsplit(":", 1)[0]
+        setting = f"{self.allowed_hosts_setting}, or " if self.allowed_hosts_setting else ""
         return Unhealthy(
             "forbidden_host",
-            "MLflow refused the Host header '%s' (403 \"%s\"). Add it, or a pattern such as '%s:*', to the "
-            "server's allowed hosts: mlflow_server_allowed_hosts in the mlops.mlflow.server role, or "
-            "`mlflow server --allowed-hosts`, which replaces MLflow's default list."
-            % (self.sent_host, excerpt(body, 80), self.sent_host.rsplit(":", 1)[0]),
+            f"MLflow refused the Host header '{self.sent_host}' (403 \"{excerpt(body, 80)}\"). Add it, or a pattern "
+            f"such as '{pattern}:*', to the server's allowed hosts: {setting}`mlflow server --allowed-hosts`, which "
+            "replaces MLflow's default list.",
         )
 
-    def _auth(self, url, code):
+    def _auth(self, url: str, code: int) -> Unhealthy:
         if code == 401 and self.username:
             return Unhealthy(
                 "auth_required",
@@ -563,7 +574,7 @@ class HealthProbe(object):
             "url_password for an account permitted to read experiments.",
         )
 
-    def _check_health(self, latency):
+    def _check_health(self, latency: dict) -> None:
         code, body = self._get(HEALTH_PATH, latency, "health")
         url = self.url + HEALTH_PATH
         if code == 200 and body.strip() == "OK":
@@ -573,26 +584,26 @@ class HealthProbe(object):
         if code == 403 and INVALID_HOST_MARKER in body:
             raise self._forbidden_host(body)
         if code >= 500:
-            raise Unhealthy("api_error", "%s answered HTTP %s: %s" % (url, code, excerpt(body)))
-        what = "%s answered HTTP %s %r" % (url, code, excerpt(body, 80))
+            raise Unhealthy("api_error", f"{url} answered HTTP {code}: {excerpt(body)}")
+        what = f"{url} answered HTTP {code} {excerpt(body, 80)!r}"
         raise Unhealthy("not_mlflow", not_mlflow_msg(self.url, what))
 
-    def _check_version(self, latency):
+    def _check_version(self, latency: dict) -> str:
         code, body = self._get(VERSION_PATH, latency, "version")
         url = self.url + VERSION_PATH
         if code == 401:
             raise self._auth(url, code)
         if code >= 500:
-            raise Unhealthy("api_error", "%s answered HTTP %s: %s" % (url, code, excerpt(body)))
+            raise Unhealthy("api_error", f"{url} answered HTTP {code}: {excerpt(body)}")
         version = body.strip()
         if code != 200 or not _VERSION_RE.match(version):
             raise Unhealthy(
                 "not_mlflow",
-                not_mlflow_msg(self.url, "%s answered HTTP %s %r, not a version" % (url, code, excerpt(body, 80))),
+                not_mlflow_msg(self.url, f"{url} answered HTTP {code} {excerpt(body, 80)!r}, not a version"),
             )
         return version
 
-    def _check_api(self, latency):
+    def _check_api(self, latency: dict) -> None:
         code, body = self._get(API_PATH, latency, "api")
         url = self.url + API_PATH
         if code == 403 and INVALID_HOST_MARKER in body:
@@ -600,16 +611,14 @@ class HealthProbe(object):
         if code in (401, 403):
             raise self._auth(url, code)
         if code != 200:
-            raise Unhealthy("api_error", "The API read %s failed with HTTP %s: %s" % (url, code, excerpt(body)))
+            raise Unhealthy("api_error", f"The API read {url} failed with HTTP {code}: {excerpt(body)}")
         try:
             if not isinstance(json.loads(body), dict):
                 raise ValueError("not a JSON object")
         except ValueError as e:
-            raise Unhealthy(
-                "api_error", "The API read %s answered 200 but not with JSON: %s" % (url, excerpt(body))
-            ) from e
+            raise Unhealthy("api_error", f"The API read {url} answered 200 but not with JSON: {excerpt(body)}") from e
 
-    def probe(self):
+    def probe(self) -> dict:
         """Probe once; return a dict with healthy, status, version, latency_ms and msg."""
         latency = {"health": None, "version": None, "api": None}
         version = None
@@ -619,9 +628,8 @@ class HealthProbe(object):
             if self.expected_version and version.lstrip("v") != self.expected_version.lstrip("v"):
                 raise Unhealthy(
                     "version_mismatch",
-                    "The server runs MLflow %s but %s is expected. Check the image tag the server runs and "
-                    "recreate its container (`docker compose up -d` in the store directory)."
-                    % (version, self.expected_version),
+                    f"The server runs MLflow {version} but {self.expected_version} is expected. Check the image tag "
+                    "the server runs and recreate its container (`docker compose up -d` in the store directory).",
                 )
             if self.check_api:
                 self._check_api(latency)
@@ -640,11 +648,17 @@ class HealthProbe(object):
             status="ok",
             version=version,
             latency_ms=latency,
-            msg="MLflow %s at %s is healthy (%s answered)." % (version, self.url, checked),
+            msg=f"MLflow {version} at {self.url} is healthy ({checked} answered).",
         )
 
 
-def wait_until_healthy(probe, wait_timeout, interval, sleep=time.sleep, clock=time.monotonic):
+def wait_until_healthy(
+    probe: HealthProbe,
+    wait_timeout: float,
+    interval: float,
+    sleep: Callable[[float], object] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> dict:
     """Probe until healthy or wait_timeout seconds pass, sleeping interval seconds between probes.
 
     Transient statuses (unreachable, timeout, api_error) are retried until the deadline; a refused or
@@ -666,15 +680,13 @@ def wait_until_healthy(probe, wait_timeout, interval, sleep=time.sleep, clock=ti
             break
         if now >= deadline:
             if attempts > 1:
-                result["msg"] += " Gave up after %d attempts in %.1f s (wait_timeout=%s)." % (
-                    attempts,
-                    now - start,
-                    wait_timeout,
+                result["msg"] += (
+                    f" Gave up after {attempts} attempts in {now - start:.1f} s (wait_timeout={wait_timeout})."
                 )
             break
         if status in PERSISTENT_STATUSES and status == previous:
             result["msg"] += (
-                " Stopped waiting after %d attempts: the same answer twice; waiting will not fix it." % attempts
+                f" Stopped waiting after {attempts} attempts: the same answer twice; waiting will not fix it."
             )
             break
         previous = status

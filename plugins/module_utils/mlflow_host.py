@@ -15,7 +15,7 @@ import json
 import os
 import pwd
 
-from ansible_collections.mlops.mlflow.plugins.module_utils.mlflow_store import store_info
+from ansible_collections.mlops.mlflow.plugins.module_utils._store_read import store_info
 
 
 def os_release(path="/etc/os-release"):

@@ -33,23 +33,18 @@ author:
   - mlops.mlflow developers (@mlops)
 extends_documentation_fragment:
   - mlops.mlflow.attributes
+  - mlops.mlflow.attributes.changes
+  - mlops.mlflow.attributes.not_idempotent
   - mlops.mlflow.mlflow_store
+  - mlops.mlflow.mlflow_store.store_dir
 attributes:
   check_mode:
-    support: full
     details:
       - In check mode nothing is written or deleted; RV(deleted) lists what retention would delete.
-  diff_mode:
-    support: none
   idempotent:
-    support: none
     details:
       - Every run writes a new backup.
 options:
-  store_dir:
-    description: The store directory (holds C(mlflow.db), C(mlruns/) and C(docker-compose.yml)).
-    type: path
-    required: true
   backup_dir:
     description: Where backup folders are written; created with mode C(0700) when missing.
     type: path
@@ -173,14 +168,9 @@ import os  # noqa: E402
 import shutil  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible_collections.mlops.mlflow.plugins.module_utils.mlflow_store import (  # noqa: E402
-    BACKEND_ARGUMENT_SPEC,
-    LABEL_RE,
-    StoreError,
-    backends,
-    create_backup,
-    retention,
-)
+from ansible_collections.mlops.mlflow.plugins.module_utils._backends import BACKEND_ARGUMENT_SPEC, backends  # noqa: E402
+from ansible_collections.mlops.mlflow.plugins.module_utils._backup import LABEL_RE, create_backup, retention  # noqa: E402
+from ansible_collections.mlops.mlflow.plugins.module_utils._store_read import StoreError  # noqa: E402
 
 
 def main():

@@ -4,9 +4,7 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
+from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: mlflow_health
@@ -41,17 +39,11 @@ author:
   - mlops.mlflow developers (@mlops)
 extends_documentation_fragment:
   - mlops.mlflow.attributes
+  - mlops.mlflow.attributes.info_module
 attributes:
   check_mode:
-    support: full
     details:
       - The module only reads, so it probes the server in check mode too.
-  diff_mode:
-    support: none
-  idempotent:
-    support: full
-    details:
-      - This action does not modify state.
 options:
   url:
     description:
@@ -299,18 +291,21 @@ from ansible_collections.mlops.mlflow.plugins.module_utils.mlflow_health import 
     wait_until_healthy,
 )
 
+# Where most servers this module checks get their allowed hosts; a forbidden_host message names it.
+ALLOWED_HOSTS_SETTING = "mlflow_server_allowed_hosts in the mlops.mlflow.server role"
 
-def probe_through_tunnel(module, tunnel, probe):
+
+def probe_through_tunnel(module: AnsibleModule, tunnel: dict, probe: HealthProbe) -> dict:
     """Open `ssh -fN <host>` with a private control socket, probe, and close exactly that tunnel."""
     ssh = [module.get_bin_path("ssh", required=True)] + (["-F", tunnel["config"]] if tunnel["config"] else [])
     scratch = tempfile.mkdtemp(prefix="mlflow-tunnel-")
-    control = ["-o", "ControlPath=%s/ctl" % scratch]
+    control = ["-o", f"ControlPath={scratch}/ctl"]
     try:
         options = [
             "-o",
             "BatchMode=yes",
             "-o",
-            "ConnectTimeout=%d" % tunnel["connect_timeout"],
+            f"ConnectTimeout={tunnel['connect_timeout']}",
             "-o",
             "ControlMaster=yes",
         ]
@@ -323,8 +318,8 @@ def probe_through_tunnel(module, tunnel, probe):
                 latency_ms=dict(health=None, version=None, api=None),
                 attempts=0,
                 waited_s=0.0,
-                msg="The tunnel `ssh %s -fN` did not open (rc %d): %s"
-                % (tunnel["host"], rc, " / ".join((err or out).strip().splitlines()) or "no message"),
+                msg=f"The tunnel `ssh {tunnel['host']} -fN` did not open (rc {rc}): "
+                + (" / ".join((err or out).strip().splitlines()) or "no message"),
             )
         try:
             return wait_until_healthy(probe, module.params["wait_timeout"], module.params["interval"])
@@ -334,7 +329,7 @@ def probe_through_tunnel(module, tunnel, probe):
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def main():
+def main() -> None:
     module = AnsibleModule(
         argument_spec=dict(
             url=dict(type="str", default="http://127.0.0.1:5000"),
@@ -371,9 +366,9 @@ def main():
         module.fail_json(msg=error)
     for name in ("timeout", "interval"):
         if p[name] <= 0:
-            module.fail_json(msg="%s must be above 0 seconds, got %s." % (name, p[name]))
+            module.fail_json(msg=f"{name} must be above 0 seconds, got {p[name]}.")
     if p["wait_timeout"] < 0:
-        module.fail_json(msg="wait_timeout must be 0 (probe once) or more seconds, got %s." % p["wait_timeout"])
+        module.fail_json(msg=f"wait_timeout must be 0 (probe once) or more seconds, got {p['wait_timeout']}.")
 
     try:
         probe = HealthProbe(
@@ -388,6 +383,7 @@ def main():
             expected_version=p["expected_version"],
             check_api=p["check_api"],
             use_proxy=p["use_proxy"],
+            allowed_hosts_setting=ALLOWED_HOSTS_SETTING,
         )
     except ValueError as e:  # a proxy environment variable that is not an http:// proxy
         module.fail_json(msg=str(e))

@@ -24,6 +24,8 @@ author:
   - mlops.mlflow developers (@mlops)
 extends_documentation_fragment:
   - mlops.mlflow.attributes
+  - mlops.mlflow.attributes.changes
+  - mlops.mlflow.attributes.idempotent
 options:
   members:
     description: The members, one account each.

@@ -35,16 +35,15 @@ author:
   - mlops.mlflow developers (@mlops)
 extends_documentation_fragment:
   - mlops.mlflow.attributes
+  - mlops.mlflow.attributes.changes
+  - mlops.mlflow.attributes.not_idempotent
   - mlops.mlflow.mlflow_store
+  - mlops.mlflow.mlflow_store.store_dir
 attributes:
   check_mode:
-    support: full
     details:
       - O(state=checked) runs in check mode too, since it only reads.
-  diff_mode:
-    support: none
   idempotent:
-    support: none
     details:
       - O(state=restored) swaps the data in on every run.
 options:
@@ -53,10 +52,6 @@ options:
     type: str
     choices: [checked, restored, loaded, reverted, set_aside]
     default: checked
-  store_dir:
-    description: The store directory.
-    type: path
-    required: true
   backup:
     description: The backup folder. Required for O(state=checked), O(state=restored) and O(state=loaded).
     type: path
@@ -159,6 +154,15 @@ schema_revision:
   description: The backup's tracking schema revision.
   returned: state is checked
   type: str
+backend:
+  description:
+    - With O(state=checked), the store the backup was taken from, V(sqlite) or V(postgresql).
+    - When it is not O(backend), RV(problems) says so, and a caller can tell how to move the data (a SQLite
+      store moves to PostgreSQL with C(playbooks/migrate.yml)).
+  returned: state is checked and the backup has a readable manifest
+  type: str
+  sample: sqlite
+  version_added: 0.4.0
 needs_upgrade:
   description: Whether the serving image must run C(mlflow db upgrade) on the restored database.
   returned: state is checked and known_revisions is given
@@ -198,16 +202,10 @@ msg:
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible_collections.mlops.mlflow.plugins.module_utils.mlflow_store import (  # noqa: E402
-    BACKEND_ARGUMENT_SPEC,
-    StoreError,
-    backends,
-    load_backup,
-    put_back,
-    set_aside,
-    swap_in,
-    verify_backup,
-)
+from ansible_collections.mlops.mlflow.plugins.module_utils._backends import BACKEND_ARGUMENT_SPEC, backends  # noqa: E402
+from ansible_collections.mlops.mlflow.plugins.module_utils._backup import verify_backup  # noqa: E402
+from ansible_collections.mlops.mlflow.plugins.module_utils._store_read import StoreError  # noqa: E402
+from ansible_collections.mlops.mlflow.plugins.module_utils._swap import load_backup, put_back, set_aside, swap_in  # noqa: E402
 
 
 def mode(module, name):

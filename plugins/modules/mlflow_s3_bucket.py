@@ -19,6 +19,8 @@ author:
   - mlops.mlflow developers (@mlops)
 extends_documentation_fragment:
   - mlops.mlflow.attributes
+  - mlops.mlflow.attributes.changes
+  - mlops.mlflow.attributes.idempotent
   - mlops.mlflow.mlflow_store
 options:
   s3:
@@ -56,11 +58,8 @@ msg:
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.mlops.mlflow.plugins.module_utils._backends import BACKEND_ARGUMENT_SPEC, backends  # noqa: E402
 from ansible_collections.mlops.mlflow.plugins.module_utils.mlflow_s3 import S3Error  # noqa: E402
-from ansible_collections.mlops.mlflow.plugins.module_utils.mlflow_store import (  # noqa: E402
-    BACKEND_ARGUMENT_SPEC,
-    backends,
-)
 
 
 def main():

@@ -22,11 +22,9 @@ author:
   - mlops.mlflow developers (@mlops)
 extends_documentation_fragment:
   - mlops.mlflow.attributes
+  - mlops.mlflow.attributes.info_module
+  - mlops.mlflow.mlflow_store.store_dir
 options:
-  store_dir:
-    description: The store directory.
-    type: path
-    required: true
   packages:
     description: Debian packages to look for (with C(dpkg-query)).
     type: list

@@ -22,12 +22,10 @@ author:
   - mlops.mlflow developers (@mlops)
 extends_documentation_fragment:
   - mlops.mlflow.attributes
+  - mlops.mlflow.attributes.info_module
   - mlops.mlflow.mlflow_store
+  - mlops.mlflow.mlflow_store.store_dir
 options:
-  store_dir:
-    description: The store directory.
-    type: path
-    required: true
   backup_dir:
     description: A backup directory to list.
     type: path
@@ -127,12 +125,9 @@ backups:
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible_collections.mlops.mlflow.plugins.module_utils.mlflow_store import (  # noqa: E402
-    BACKEND_ARGUMENT_SPEC,
-    backends,
-    list_backups,
-    store_info,
-)
+from ansible_collections.mlops.mlflow.plugins.module_utils._backends import BACKEND_ARGUMENT_SPEC, backends  # noqa: E402
+from ansible_collections.mlops.mlflow.plugins.module_utils._backup import list_backups  # noqa: E402
+from ansible_collections.mlops.mlflow.plugins.module_utils._store_read import store_info  # noqa: E402
 
 
 def main():
