@@ -42,9 +42,8 @@ import secrets
 import shutil
 import statistics
 import urllib.request
-from pathlib import Path
 
-from perf_target import REPO, Target, fmt, free_port, log, md_table, recap
+from perf_target import REPO, Target, fmt, free_port, json_out_option, log, md_table, recap
 from writers import basic_auth, memory, point, settle, worker_processes
 
 FULL_IMAGE = "mlops/mlflow:3.17.2-full"
@@ -87,7 +86,7 @@ def main():
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of 8 writers before each configuration")
     parser.add_argument("--repeat", type=int, default=3, help="rounds over the configurations (median taken)")
     parser.add_argument("--name", default="mlflow-bench-perf-auth", help="the target container's name")
-    parser.add_argument("--json-out", type=Path, help="also write every measurement here")
+    json_out_option(parser, "auth")
     parser.add_argument("--keep", action="store_true", help="leave the target container running")
     args = parser.parse_args()
     writer_counts = [int(value) for value in args.writers.split(",")]

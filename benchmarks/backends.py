@@ -26,7 +26,8 @@ connect straight from this machine instead of through a relay that would cost mo
 Everything shares this machine's cores: with two cores, the swarm figures measure contention, not
 scale (docs/scale.md gives the argument on paper).
 
-Results: .cache/logs/backends.json, docs/benchmark-backends.md (table) and docs/benchmark-backends.png.
+Results: docs/benchmark-backends.md (table) and docs/benchmark-backends.png; the raw data
+(backends.json) and the deploys' logs go to .cache/benchmarks/, which git ignores.
 """
 
 import argparse
@@ -45,7 +46,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 IMAGES = REPO / ".cache" / "images"
-LOGS = REPO / ".cache" / "logs"
+LOGS = REPO / ".cache" / "benchmarks"
 DOCS = REPO / "docs"
 NETWORK = "mlflow-bench-scale"
 SINGLE = "mlflow-bench-scale-0"

@@ -46,10 +46,9 @@ import statistics
 import subprocess
 import sys
 from collections import defaultdict
-from pathlib import Path
 
 import yaml
-from perf_target import BIN, REPO, Target, _seconds, counts, fmt, log, md_table, recap, task_rows
+from perf_target import BIN, REPO, Target, _seconds, counts, fmt, json_out_option, log, md_table, recap, task_rows
 
 VARIANTS = {
     "default": {},
@@ -123,7 +122,9 @@ def ansible_settings():
     wanted = sorted(
         {line.strip() for line in connection.splitlines() if line.split("(")[0] in ("ssh_args", "pipelining")}
     )
-    return [line for line in changed.splitlines() if line.strip() and "GALAXY" not in line] + wanted
+    lines = [line for line in changed.splitlines() if line.strip() and "GALAXY" not in line] + wanted
+    # Paths relative to the repo root, so a report carries no path of the machine it ran on.
+    return [line.replace(f"{REPO}/", "") for line in lines]
 
 
 def slowest(runs, server, top=10):
@@ -152,7 +153,7 @@ def main():
     parser.add_argument("--repeat", type=int, default=3, help="runs of each measurement (default 3)")
     parser.add_argument("--variants", default="default,nopipelining,nocp", help=f"comma list of {', '.join(VARIANTS)}")
     parser.add_argument("--name", default="mlflow-bench-perf-converge", help="the target container's name")
-    parser.add_argument("--json-out", type=Path, help="also write every measurement here")
+    json_out_option(parser, "converge")
     parser.add_argument("--keep", action="store_true", help="leave the target container running")
     args = parser.parse_args()
     variants = [name.strip() for name in args.variants.split(",") if name.strip()]

@@ -27,7 +27,7 @@ target with its own python3 and the collection's store module_utils (plugins/mod
 work of a backup (create_backup) and of a restore (verify_backup, swap_in, store_info) against
 the newest backup, into a scratch store (never the live one), and MLflow's own stop and start.
 
-Run: python benchmarks/data_safety.py [--runs 1000] [--points 100] [--artifact-mb 100] [--repeat 3]
+Run: .venv/bin/python benchmarks/data_safety.py [--runs 1000] [--points 100] [--artifact-mb 100] [--repeat 3]
      [--profile] [--keep]
 Needs the images of scripts/images.sh 3.17.2 2.22.1 (.cache/images), Docker, ssh and the venv's ansible.
 """
@@ -38,9 +38,8 @@ import shutil
 import statistics
 import time
 from collections import defaultdict
-from pathlib import Path
 
-from perf_target import IMAGE, REPO, Target, fmt, log, md_table, task_rows
+from perf_target import IMAGE, REPO, Target, fmt, json_out_option, log, md_table, task_rows
 
 OLD, NEW = "2.22.1", "3.17.2"
 OLD_ARCHIVE = REPO / f".cache/images/mlflow-{OLD}.tar"
@@ -176,7 +175,7 @@ def main():
     parser.add_argument("--repeat", type=int, default=3, help="backup/restore pairs (median taken)")
     parser.add_argument("--profile", action="store_true", help="also time the modules' file work on the target")
     parser.add_argument("--name", default="mlflow-bench-perf-data", help="the target container's name")
-    parser.add_argument("--json-out", type=Path, help="also write every measurement here")
+    json_out_option(parser, "data_safety")
     parser.add_argument("--keep", action="store_true", help="leave the target container running")
     args = parser.parse_args()
 

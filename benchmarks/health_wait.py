@@ -21,11 +21,13 @@ Scenarios:
          port after a random delay (like a server whose port opens only once it is ready).
 Methods alternate, so other load on the machine spreads over both.
 
-Run: python benchmarks/health_wait.py [--start-trials 3] [--open-trials 5] [--interval 1.0]
+Run: .venv/bin/python benchmarks/health_wait.py [--start-trials 3] [--open-trials 5] [--interval 1.0]
+(every trial's figures: .cache/benchmarks/health_wait.json)
 Needs mlflow and ansible-playbook beside this Python (or on PATH). Only 127.0.0.1 is used.
 """
 
 import argparse
+import json
 import os
 import random
 import signal
@@ -205,6 +207,8 @@ def main():
     parser.add_argument("--open-trials", type=int, default=5, help="trials per method, scenario open")
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between probes, both methods")
     parser.add_argument("--lead-time", type=float, default=3.0, help="seconds the playbook polls before the port opens")
+    raw = REPO / ".cache" / "benchmarks" / "health_wait.json"
+    parser.add_argument("--json-out", type=Path, default=raw, help=f"every trial's figures (default: {raw})")
     args = parser.parse_args()
     started = time.monotonic()
     results = {}
@@ -229,6 +233,9 @@ def main():
         finally:
             warm.stop()
 
+    args.json_out.parent.mkdir(parents=True, exist_ok=True)
+    trials = [{"scenario": key[0], "method": key[1], "seconds": figures} for key, figures in results.items()]
+    args.json_out.write_text(json.dumps(trials, indent=1))
     print()
     print("Seconds until ansible-playbook exits, interval %.1f s (median, min..max)" % args.interval)
     print("%-8s %-14s %6s %22s %22s" % ("scenario", "method", "trials", "after /health OK", "after API read OK"))

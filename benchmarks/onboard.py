@@ -37,9 +37,8 @@ import os
 import re
 import shutil
 import statistics
-from pathlib import Path
 
-from perf_target import REPO, Target, _seconds, fmt, free_port, log, md_table, recap, task_rows
+from perf_target import REPO, Target, _seconds, fmt, free_port, json_out_option, log, md_table, recap, task_rows
 
 USER_PREFIX = "bench"
 # The members' PCs are this controller, so their modules share its cores: a run cannot take less
@@ -137,7 +136,7 @@ def main():
         "--warm-rounds", type=int, default=1, help="rounds that also time a warm re-run of each size (default 1)"
     )
     parser.add_argument("--name", default="mlflow-bench-perf-onboard", help="the target container's name")
-    parser.add_argument("--json-out", type=Path, help="also write every measurement here")
+    json_out_option(parser, "onboard")
     parser.add_argument("--keep", action="store_true", help="leave the target container running")
     args = parser.parse_args()
     sizes = [int(value) for value in args.sizes.split(",")]

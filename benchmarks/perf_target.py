@@ -45,6 +45,9 @@ RECIPE_PROJECT = "mlflow-recipe"
 # What the role learned about each image (roles/server/vars/main.yml __mlflow_server_cache_dir); removed by
 # reset(), so a cold run is a first deployment on the host, the one-off image inquiry included.
 IMAGE_CACHE = "/var/cache/mlops-mlflow"
+# Every script's raw measurements (--json-out) go here by default: git ignores .cache/, and the
+# reports the scripts print are what benchmarks/RESULTS-*.md keep.
+RAW_DIR = REPO / ".cache" / "benchmarks"
 
 SETUP = """
 - name: Install Docker with the server role's own tasks (not timed)
@@ -157,6 +160,13 @@ def md_table(headers, rows):
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _dummy in headers) + "|"]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def json_out_option(parser, name):
+    """--json-out, by default .cache/benchmarks/<name>.json (made here)."""
+    RAW_DIR.mkdir(parents=True, exist_ok=True)
+    default = RAW_DIR / f"{name}.json"
+    parser.add_argument("--json-out", type=Path, default=default, help=f"every measurement (default: {default})")
 
 
 def log(*parts):

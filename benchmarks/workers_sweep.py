@@ -31,9 +31,8 @@ import json
 import shutil
 import statistics
 import time
-from pathlib import Path
 
-from perf_target import RECIPE_PROJECT, Target, fmt, free_port, log, md_table
+from perf_target import RECIPE_PROJECT, Target, fmt, free_port, json_out_option, log, md_table
 from writers import capture_role_compose, memory, point, settle, worker_processes
 
 
@@ -49,7 +48,7 @@ def main():
         "--jobs-off", action="store_true", help="also the first --workers value with mlflow_server_job_execution=false"
     )
     parser.add_argument("--name", default="mlflow-bench-perf-sweep", help="the target container's name")
-    parser.add_argument("--json-out", type=Path, help="also write every measurement here")
+    json_out_option(parser, "workers_sweep")
     parser.add_argument("--keep", action="store_true", help="leave the target container running")
     args = parser.parse_args()
     writer_counts = [int(value) for value in args.writers.split(",")]

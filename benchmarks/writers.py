@@ -53,7 +53,6 @@ import shutil
 import statistics
 import time
 import urllib.request
-from pathlib import Path
 
 from mlflow import MlflowClient
 from mlflow.entities import Metric
@@ -66,6 +65,7 @@ from perf_target import (
     fmt,
     free_port,
     host_cpu_busy,
+    json_out_option,
     log,
     md_table,
     process_cpu_seconds,
@@ -233,7 +233,7 @@ def main():
         help="also measure the first --workers value with mlflow_server_job_execution=false",
     )
     parser.add_argument("--name", default="mlflow-bench-perf-writers", help="the target container's name")
-    parser.add_argument("--json-out", type=Path, help="also write every measurement here")
+    json_out_option(parser, "writers")
     parser.add_argument("--keep", action="store_true", help="leave the target container running")
     args = parser.parse_args()
     workers_list = [value.strip() if value.strip() == "auto" else int(value) for value in args.workers.split(",")]

@@ -15,7 +15,7 @@ description:
     given shell, comment and supplementary groups, and that C(~/.ssh/authorized_keys) holds the member's key with the
     given options. For a member who leaves, it removes the account (with its home) or only the key.
   - One module run for the whole team. A team of 20 costs about one run, where one M(ansible.builtin.user) and one
-    M(ansible.posix.authorized_key) per member cost 40.
+    C(ansible.posix.authorized_key) per member cost 40.
   - A failure for one member (a busy account, a key file it cannot write) is reported for that member in
     RV(failures), and the others still get their accounts. The module fails only on arguments it cannot use.
   - Writes C(authorized_keys) without following symbolic links, through the directory it opened. A member who owns
@@ -86,7 +86,10 @@ notes:
   - A new account gets a home made from C(/etc/skel), and a group of its own name unless that group exists.
 seealso:
   - module: ansible.builtin.user
-  - module: ansible.posix.authorized_key
+  # A link, not a module reference: the collection no longer depends on ansible.posix.
+  - name: ansible.posix.authorized_key
+    description: The module that authorizes one key per run.
+    link: https://docs.ansible.com/projects/ansible/latest/collections/ansible/posix/authorized_key_module.html
 """
 
 EXAMPLES = r"""

@@ -76,7 +76,8 @@ def mlflow(relay, monkeypatch):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
     # MLflow 3.16+ advertises presigned downloads straight from S3 for an S3 destination; a client
-    # behind the tunnel cannot reach the bucket, so it asks for artifacts through MLflow (README).
+    # behind the tunnel cannot reach the bucket, so it asks for artifacts through MLflow
+    # (docs/docsite/rst/guide_scale.rst).
     monkeypatch.setenv("MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD", "false")
     monkeypatch.setenv("MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD", "false")
     mlflow.set_tracking_uri(relay.uri)
