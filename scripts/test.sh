@@ -11,6 +11,11 @@ cd "$root" || exit 1
 # The engine, the venv and the links first; the images (minutes on a fresh machine) are
 # built in the background while lint, sanity, units and the functional tests run.
 MLFLOW_SETUP_IMAGES=0 bash scripts/setup.sh || { echo "summary: setup failed"; exit 1; }
+# ansible-test sanity runs shellcheck on the scripts; installed before the image build
+# starts, whose debootstrap may need apt too.
+if ! command -v shellcheck >/dev/null; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck >/dev/null
+fi
 export PATH="$root/.venv/bin:$PATH"
 logs="$root/.cache/logs"
 mkdir -p "$logs"
