@@ -167,7 +167,7 @@ run site ansible-playbook site.yml -i "$demo/inventory.yml"
 
 step "demo: onboarding $user: ssh config Host block in $ssh_config, then a health check through the tunnel"
 run onboard ansible-playbook playbooks/onboard.yml -i "$demo/inventory.yml"
-sed -n 's/^ *"msg": "\(.*: OK\. .*\)"$/\1/p' "$demo/logs/onboard.log"
+sed -n 's/^ *"msg": "\(.*: OK\. .*\)"$/\1/p' "$demo/logs/onboard.log" | while IFS= read -r line; do step "demo: $line"; done
 
 step "demo: opening the tunnel: ssh -F $ssh_config $alias -fN"
 # The control socket lets `down` close exactly this tunnel.

@@ -128,12 +128,14 @@ build() {  # $1 = tag, $2 = context, rest = build args
 # Save an archive only when the image changed: saving 1 GB takes half a minute.
 saving=""
 save_note() { echo "$(($(stat -c %s "$saving" 2>/dev/null || echo 0) / 1048576)) MB written"; }
+# To stdout: with -o the CLI writes a hidden temporary file and renames it only at the end.
+save_to() { docker save "$1" >"$2"; }
 save() {  # $1 = tag, $2 = archive name in .cache/images, without .tar
   local id
   id=$(docker image inspect -f '{{.Id}}' "$1")
   if [ "$(cat "$archives/$2.id" 2>/dev/null)" != "$id" ] || [ ! -s "$archives/$2.tar" ]; then
     saving="$archives/$2.tar.part"
-    WATCH_NOTE=save_note watch "images: saving $1" "$logs/save-$2.log" docker save "$1" -o "$saving" || return 1
+    WATCH_NOTE=save_note watch "images: saving $1" "$logs/save-$2.log" save_to "$1" "$saving" || return 1
     mv "$saving" "$archives/$2.tar"
     echo "$id" >"$archives/$2.id"
     step "images: saved .cache/images/$2.tar ($WATCHED s)"

@@ -21,15 +21,15 @@ pip_note() {
   local installing
   installing=$(grep -a '^Installing collected packages:' "$1" | tail -1)
   if [ -n "$installing" ]; then
-    echo "installing $(($(tr -cd , <<<"$installing" | wc -c) + 1)) packages into .venv"
+    echo "installing $(($(tr -cd , <<<"$installing" | wc -c) + 1)) packages, .venv at $(du -sm .venv | cut -f1) MB"
   else
-    echo "$(grep -ac '^Collecting ' "$1") of $(grep -c '==' requirements-dev.lock) packages downloaded"
+    echo "$(grep -ac '^Collecting ' "$1") of $(grep -c '==' requirements-dev.lock) packages collected"
   fi
 }
 # One chain: a command that watch runs from an `||` list runs without errexit.
 toolchain() {
   python3 -m venv .venv \
-    && .venv/bin/pip install --progress-bar off --upgrade pip \
+    && .venv/bin/pip install -q --upgrade pip \
     && .venv/bin/pip install --progress-bar off -r requirements-dev.txt -c requirements-dev.lock
 }
 install_toolchain() {
