@@ -12,6 +12,8 @@
 #                                   and leaves its duration in WATCHED (seconds).
 # WATCH_NOTE=FUNCTION watch ... names a function that reads the log (its one argument) and
 # says in a few words how far the step is; by default the log's last line.
+#   stop_tree PID                   end PID and every process under it
+# A script's background jobs ignore Ctrl-C, so watch stops its command itself on INT or TERM.
 
 : "${MLFLOW_STEP_CLOCK:=$(date +%s)}"
 export MLFLOW_STEP_CLOCK
@@ -26,13 +28,24 @@ last_line() {
   tr '\r' '\n' <"$1" 2>/dev/null | awk 'NF {line = $0} END {print line}' | cut -c1-70
 }
 
+stop_tree() {
+  local pids=("$1") i=0 child
+  while [ "$i" -lt ${#pids[@]} ]; do
+    for child in $(ps -o pid= --ppid "${pids[$i]}" 2>/dev/null); do pids+=("$child"); done
+    i=$((i + 1))
+  done
+  kill "${pids[@]}" 2>/dev/null || true
+}
+
 watch() {
-  local label=$1 log=$2 started pid rc=0 every=${MLFLOW_STEP_EVERY:-15} note waited
+  local label=$1 log=$2 started pid rc=0 every=${MLFLOW_STEP_EVERY:-15} note waited traps
   local note_fn=${WATCH_NOTE:-last_line}
   shift 2
   started=$(date +%s)
   "$@" >"$log" 2>&1 </dev/null &
   pid=$!
+  traps=$(trap -p INT TERM)
+  trap 'stop_tree "$pid"; exit 130' INT TERM
   while kill -0 "$pid" 2>/dev/null; do
     waited=0
     while [ "$waited" -lt "$every" ] && kill -0 "$pid" 2>/dev/null; do
@@ -44,6 +57,8 @@ watch() {
     step "$label ($(($(date +%s) - started)) s)${note:+: $note}"
   done
   wait "$pid" || rc=$?
+  trap - INT TERM
+  eval "$traps"
   WATCHED=$(($(date +%s) - started))
   if [ "$rc" -ne 0 ]; then
     tail -30 "$log" >&2

@@ -45,6 +45,8 @@ if [ "$(cat .venv/.stamp 2>/dev/null)" != "$stamp" ]; then
   step "setup: installing the Python toolchain into .venv (log: .cache/logs/toolchain.log)"
   install_toolchain &
   toolchain_pid=$!
+  # A background job ignores Ctrl-C: stop pip with the rest.
+  trap 'stop_tree "$toolchain_pid"; exit 130' INT TERM
 else
   step "setup: the Python toolchain in .venv is up to date"
 fi
