@@ -15,6 +15,11 @@ stages=("$@")
 # only Molecule needs, are built in the background while lint, sanity, units, the docs and
 # the functional tests run, and only when Molecule is asked for.
 MLFLOW_SETUP_IMAGES=0 bash scripts/setup.sh || { echo "summary: setup failed"; exit 1; }
+# ansible-test sanity runs shellcheck on the scripts; installed before the image build
+# starts, whose debootstrap may need apt too.
+if ! command -v shellcheck >/dev/null; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck >/dev/null
+fi
 export PATH="$root/.venv/bin:$PATH"
 logs="$root/.cache/logs"
 mkdir -p "$logs"
