@@ -172,17 +172,17 @@ sed -n 's/^ *"msg": "\(.*: OK\. .*\)"$/\1/p' "$demo/logs/onboard.log" | while IF
 step "demo: opening the tunnel: ssh -F $ssh_config $alias -fN"
 # The control socket lets `down` close exactly this tunnel.
 ssh -F "$ssh_config" -o ControlMaster=yes -o ControlPath="$control" "$alias" -fN
-step "demo: localhost:$port now reaches MLflow on the target's 127.0.0.1:5000"
+step "demo: 127.0.0.1:$port now reaches MLflow on the target's 127.0.0.1:500"
 
 step "demo: logging a sample training run (scripts/demo_train.py)"
-MLFLOW_TRACKING_URI="http://localhost:$port" watch "demo: training run" "$demo/logs/train.log" \
+MLFLOW_TRACKING_URI="http://127.0.0.1:$port" watch "demo: training run" "$demo/logs/train.log" \
   python scripts/demo_train.py || exit 1
 grep -aE '^(run|open) ' "$demo/logs/train.log"
 
 step "demo: done"
 cat <<EOF
-MLflow UI:        http://localhost:$port
-In your code:     export MLFLOW_TRACKING_URI=http://localhost:$port
+MLflow UI:        http://127.0.0.1:$port
+In your code:     export MLFLOW_TRACKING_URI=http://127.0.0.1:$port
 Tunnel:           open now; after a reboot: ssh -F $ssh_config $alias -fN
 Remove the demo:  bash scripts/demo.sh down
 EOF

@@ -2,7 +2,7 @@
 
 Fits a linear model to scikit-learn's bundled diabetes data (no download) for a
 few epochs and logs its parameters, a loss curve per epoch, the test predictions
-and the model. The server comes from MLFLOW_TRACKING_URI (http://localhost:<port>)."""
+and the model. The server comes from MLFLOW_TRACKING_URI (http://127.0.0.1:<port>)."""
 
 import os
 import sys
@@ -23,7 +23,7 @@ PARAMS = {"learning_rate": "invscaling", "eta0": 0.01, "alpha": 0.0001, "epochs"
 def main():
     uri = os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:
-        sys.exit("Set MLFLOW_TRACKING_URI, e.g. http://localhost:5000 with the tunnel open.")
+        sys.exit("Set MLFLOW_TRACKING_URI, e.g. http://127.0.0.1:5000 with the tunnel open.")
     features, target = load_diabetes(return_X_y=True, as_frame=True)
     x_train, x_test, y_train, y_test = train_test_split(features, target, test_size=0.25, random_state=42)
     scaler = StandardScaler().fit(x_train)
