@@ -89,6 +89,19 @@ def test_port_listens_on_loopback_only_where_only_root_may_listen(host):
     assert int(host.file("/proc/sys/net/ipv4/ip_unprivileged_port_start").content_string) > 500
 
 
+def test_job_runner_runs_by_default_and_stops_when_switched_off(host):
+    """debian13 keeps the role's default; debian12 (like every other scenario) turns it off."""
+    on = host.backend.get_hostname() == "debian13"
+    commands = host.check_output(
+        "docker exec mlflow-server sh -c 'cat /proc/[0-9]*/cmdline 2>/dev/null | tr \"\\0\" \" \"'"
+    )
+    # Positive control: the server itself shows up in the same listing.
+    assert "mlflow.server.fastapi_app" in commands
+    assert ("mlflow.server.jobs._job_runner" in commands) is on
+    env = json.loads(host.check_output("docker inspect -f '{{json .Config.Env}}' mlflow-server"))
+    assert ("MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false" in env) is not on
+
+
 def test_health_endpoint_answers_ok(host):
     body = host.check_output(
         "python3 -c \"import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:500/health').read().decode())\""
