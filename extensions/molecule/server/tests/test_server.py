@@ -230,9 +230,11 @@ def test_compose_network_is_pinned_and_has_no_ipv6(host):
     assert network["Options"]["com.docker.network.bridge.name"] == "mlflow0"
     assert network["EnableIPv6"] is False
     assert container_address(host).startswith("172.31.253.")
-    # Only ::1 on the container's lo: nothing on its network for the LAN to route IPv6 to.
+    # At most ::1 on the container's lo (Debian 12's engine leaves IPv6 off in the container
+    # altogether): no IPv6 address on its network for the LAN to route to.
     addresses = host.check_output("docker exec mlflow-server cat /proc/net/if_inet6").splitlines()
-    assert [line.split()[-1] for line in addresses] == ["lo"]
+    assert {line.split()[-1] for line in addresses} <= {"lo"}
+    assert "eth0" in host.check_output("docker exec mlflow-server cat /proc/net/dev")
 
 
 # An iptables that lets -C and -S through but refuses to insert a rule, first on PATH.
