@@ -52,6 +52,20 @@ def port_is_free(port):
         return probe.connect_ex(("127.0.0.1", port)) != 0
 
 
+def raw_get(port, path="/health", host_header=None, headers="", timeout=20):
+    """The raw HTTP/1.0 answer of whatever listens on 127.0.0.1:`port` (b"" when it closes at once)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as conn:
+        host_header = host_header or f"127.0.0.1:{port}"
+        conn.sendall(f"GET {path} HTTP/1.0\r\nHost: {host_header}\r\n{headers}\r\n".encode())
+        received = b""
+        try:
+            while chunk := conn.recv(4096):
+                received += chunk
+        except OSError:
+            pass
+    return received
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

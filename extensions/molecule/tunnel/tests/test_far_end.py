@@ -16,7 +16,7 @@ import socket
 import subprocess
 
 import pytest
-from conftest import ALIAS, CLIENT, KEY, SHELL_USER, ports, server_address, wait_until
+from conftest import ALIAS, CLIENT, KEY, SHELL_USER, ports, raw_get, server_address, wait_until
 
 testinfra_hosts = ["tunnel-server"]
 
@@ -83,15 +83,7 @@ def server_with_ipv6(host):
 
 def request_through(port, path="/health"):
     """What a member's client gets through a tunnel on local `port`, with their credentials."""
-    with socket.create_connection(("127.0.0.1", port), timeout=20) as conn:
-        conn.sendall(f"GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nAuthorization: {CREDENTIALS}\r\n\r\n".encode())
-        received = b""
-        try:
-            while chunk := conn.recv(4096):
-                received += chunk
-        except OSError:
-            pass
-    return received
+    return raw_get(port, path, headers=f"Authorization: {CREDENTIALS}\r\n")
 
 
 def plain_forward(remote, local_port):

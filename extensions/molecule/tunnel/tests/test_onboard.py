@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import ALIAS, CONFIG, KEY, SERVER_USER, port_is_free, ports, server_address, short_dir
+from conftest import ALIAS, CONFIG, KEY, SERVER_USER, port_is_free, ports, raw_get, server_address, short_dir
 
 testinfra_hosts = ["tunnel-server"]
 # Outside the scenario's ephemeral directory, which destroy removes.
@@ -90,15 +90,7 @@ def forward(target, timeout=20):
         deadline = time.monotonic() + timeout
         while port_is_free(port) and time.monotonic() < deadline:
             time.sleep(0.2)
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
-            host = "localhost:" + target.rsplit(":", 1)[1]
-            conn.sendall(f"GET /health HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
-            received = b""
-            try:
-                while chunk := conn.recv(4096):
-                    received += chunk
-            except OSError:
-                pass
+        received = raw_get(port, host_header="localhost:" + target.rsplit(":", 1)[1], timeout=10)
     finally:
         process.terminate()
         try:
