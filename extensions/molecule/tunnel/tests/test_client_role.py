@@ -152,14 +152,38 @@ def test_bad_input_fails_before_any_change(config_copy, scratch, bad, message):
     assert SECRET not in out
 
 
-def test_files_belong_to_the_member_not_to_ansible(tmp_path, scratch):
+@pytest.fixture
+def nobodys_home():
+    """A home that belongs to `nobody`, as a member's does: the role writes there as the member."""
+    top = short_dir("home-")
+    top.chmod(0o755)
+    home = top / "nobody"
+    home.mkdir()
     nobody = pwd.getpwnam("nobody")
-    config = tmp_path / "nobody" / ".ssh" / "config"
-    extra = {**VALID, **scratch, "mlflow_client_user": "nobody", "mlflow_client_ssh_config_path": str(config)}
+    os.chown(home, nobody.pw_uid, nobody.pw_gid)
+    yield home
+    shutil.rmtree(top)
+
+
+def test_files_belong_to_the_member_not_to_ansible(nobodys_home):
+    nobody = pwd.getpwnam("nobody")
+    config = nobodys_home / ".ssh" / "config"
+    control = nobodys_home / ".ssh" / "mlflow-cm"
+    extra = {
+        **VALID,
+        "mlflow_client_user": "nobody",
+        "mlflow_client_ssh_config_path": str(config),
+        "mlflow_client_control_dir": str(control),
+        "mlflow_client_tunnel_helper_dir": str(nobodys_home / "bin"),
+        # The role writes as the member. This controller has no sudo, and the venv's Python
+        # lives under root's home, which `nobody` cannot read: su and the system's Python.
+        "ansible_become_method": "su",
+        "ansible_become_flags": "-s /bin/sh",
+        "ansible_python_interpreter": "/usr/bin/python3",
+    }
     first = run_client_role(extra)
     assert first.returncode == 0, first.stdout
-    helper = tmp_path / "bin" / "mlflow-tunnel"
-    control = scratch["mlflow_client_control_dir"]
+    helper = nobodys_home / "bin" / "mlflow-tunnel"
     for path, mode in ((config.parent, 0o700), (config, 0o600), (control, 0o700), (helper, 0o755)):
         assert (os.stat(path).st_uid, os.stat(path).st_gid) == (nobody.pw_uid, nobody.pw_gid), path
         assert os.stat(path).st_mode & 0o7777 == mode, path
