@@ -26,6 +26,8 @@ SQUATTER = r"""
 import socket, sys
 family = socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET
 server = socket.socket(family)
+# As any listener would: the previous squatter's closed connections leave TIME_WAIT behind.
+server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 server.bind((sys.argv[1], int(sys.argv[2])))
 server.listen()
 server.settimeout(120)
