@@ -31,6 +31,13 @@ fi
 declare -a results=()
 passed=0 failed=0 skipped=0
 
+# budget NAME SECONDS: a Molecule scenario's time against its budget (extensions/molecule/budgets).
+budget() {
+  [[ $1 == molecule-* ]] || return 0
+  awk -v s="${1#molecule-}" -v t="$2" '$1 == s {
+    printf "[%.1f of %d min%s] ", t / 60, $2, (t > $2 * 60 ? ", OVER BUDGET" : "") }' extensions/molecule/budgets
+}
+
 # run NAME CMD...: run one check, keep its log, record the outcome.
 run() {
   local name=$1 started=$SECONDS rc detail
@@ -42,6 +49,7 @@ run() {
   # over every pytest run the check made.
   detail=$(grep -aoE '[0-9]+ (passed|failed|skipped|errors?)\b' "$logs/$name.log" \
     | awk '{n[$2] += $1} END {for (k in n) printf "%d %s ", n[k], k}')
+  detail+=$(budget "$name" $((SECONDS - started)))
   if [ $rc -eq 0 ]; then
     passed=$((passed + 1)); results+=("PASS  $name ($((SECONDS - started))s) $detail")
   else
@@ -143,5 +151,6 @@ done
 echo
 echo "=== summary"
 printf '%s\n' "${results[@]}"
+echo "total: $((SECONDS / 60)) min $((SECONDS % 60)) s, set-up included"
 echo "summary: $passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]
