@@ -99,7 +99,7 @@ galaxy_build() {
   ansible-galaxy collection build --force --output-path "$out" 2>&1 | tee "$out/build.log"
   ! grep -qi warning "$out/build.log" || return 1
   # Listed to a file first: `grep -q` leaves early, and tar's SIGPIPE would fail the pipe.
-  tar -tzf "$out"/mlops-mlflow-0.1.0.tar.gz >"$out/files.txt"
+  tar -tzf "$out"/mlops-mlflow-*.tar.gz >"$out/files.txt"
   grep -qx COPYING "$out/files.txt" || { echo "the build has no COPYING"; return 1; }
   ! grep -E '(^|/)(\.venv|\.cache|__pycache__|collections)/|\.tar$' "$out/files.txt" || return 1
 }
