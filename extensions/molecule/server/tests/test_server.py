@@ -93,7 +93,7 @@ def test_job_runner_runs_by_default_and_stops_when_switched_off(host):
     """debian13 keeps the role's default; debian12 (like every other scenario) turns it off."""
     on = host.backend.get_hostname() == "debian13"
     commands = host.check_output(
-        "docker exec mlflow-server sh -c 'cat /proc/[0-9]*/cmdline 2>/dev/null | tr \"\\0\" \" \"'"
+        'docker exec mlflow-server sh -c \'cat /proc/[0-9]*/cmdline 2>/dev/null | tr "\\0" " "\''
     )
     # Positive control: the server itself shows up in the same listing.
     assert "mlflow.server.fastapi_app" in commands
