@@ -11,16 +11,15 @@ cd "$root" || exit 1
 stages=("$@")
 [ ${#stages[@]} -gt 0 ] || stages=(lint sanity unit docs functional molecule)
 
-# The engine, the venv and the links first; the images (minutes on a fresh machine), which
-# only Molecule needs, are built in the background while lint, sanity, units, the docs and
-# the functional tests run, and only when Molecule is asked for.
-MLFLOW_SETUP_IMAGES=0 bash scripts/setup.sh || { echo "summary: setup failed"; exit 1; }
+# The engine first; then the images (minutes on a fresh machine), which only Molecule
+# needs, build in the background from the start: beside the venv's install, lint, sanity,
+# units, the docs and the functional tests, and only when Molecule is asked for.
+bash scripts/engine.sh || { echo "summary: setup failed (the Docker engine)"; exit 1; }
 # ansible-test sanity runs shellcheck on the scripts; installed before the image build
 # starts, whose debootstrap may need apt too.
 if ! command -v shellcheck >/dev/null; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck >/dev/null
 fi
-export PATH="$root/.venv/bin:$PATH"
 logs="$root/.cache/logs"
 mkdir -p "$logs"
 images_started=$SECONDS images_pid=
@@ -28,6 +27,12 @@ if [[ " ${stages[*]} " == *" molecule "* ]]; then
   bash scripts/images.sh >"$logs/images.log" 2>&1 &
   images_pid=$!
 fi
+if ! MLFLOW_SETUP_IMAGES=0 bash scripts/setup.sh; then
+  [ -z "$images_pid" ] || kill "$images_pid" 2>/dev/null
+  echo "summary: setup failed"
+  exit 1
+fi
+export PATH="$root/.venv/bin:$PATH"
 declare -a results=()
 passed=0 failed=0 skipped=0
 
