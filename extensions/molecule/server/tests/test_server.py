@@ -102,6 +102,37 @@ def test_job_runner_runs_by_default_and_stops_when_switched_off(host):
     assert ("MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false" in env) is not on
 
 
+# The uvicorn process's --workers and the worker processes it started (its children that
+# multiprocessing spawned), read inside the container.
+WORKERS_PROBE = r"""
+import json, os
+procs = {}
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            args = [a.decode() for a in f.read().split(b"\0") if a]
+        with open(f"/proc/{pid}/stat") as f:
+            ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        continue
+    procs[int(pid)] = (ppid, args)
+servers = [pid for pid, (_, args) in procs.items() if "uvicorn" in args and "--workers" in args]
+print(json.dumps([
+    {"workers": int(procs[pid][1][procs[pid][1].index("--workers") + 1]),
+     "children": sum(ppid == pid and any("spawn_main" in a for a in args) for ppid, args in procs.values())}
+    for pid in servers]))
+"""
+
+
+def test_workers_follow_the_default_and_the_setting(host):
+    """debian13 keeps the role's default (auto: min(8, max(4, 2 x CPUs)), never fewer than
+    MLflow's own 4); debian12, like the other scenarios, runs the 2 that config.yml sets."""
+    cpus = int(host.check_output("nproc"))
+    expected = min(8, max(4, 2 * cpus)) if host.backend.get_hostname() == "debian13" else 2
+    servers = json.loads(host.check_output("docker exec mlflow-server python3 -c %s", WORKERS_PROBE))
+    assert servers == [{"workers": expected, "children": expected}]
+
+
 def test_health_endpoint_answers_ok(host):
     body = host.check_output(
         "python3 -c \"import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:500/health').read().decode())\""
