@@ -13,6 +13,7 @@ a clean team gets past the checks and each member is tried."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -143,3 +144,54 @@ def test_the_mlflow_admins_name_is_refused(tmp_path, collections_path, values, s
     ) in output, output
     # The control in the same run: alice passed the checks and was tried.
     assert "alice: NO RESULT" in output, output
+
+
+def record(tmp_path, collections_path, stored, changes):
+    """(made, next) of the record, from the server's read of it (None: no file) and the members' changes."""
+    server = {"ansible_connection": "local"}
+    if stored is not None:
+        server["__onboard_record_file"] = {"content": base64.b64encode(json.dumps(stored).encode()).decode()}
+    members = {f"m{i}": {"onboard_mlflow_record": change} for i, change in enumerate(changes)}
+    members["m-none"] = {}
+    inventory = {
+        "mlflow_servers": {"hosts": {"server": server}},
+        "mlflow_members": {"hosts": members},
+        "all": {"vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}},
+    }
+    (tmp_path / "inventory.json").write_text(json.dumps(inventory))
+    result = subprocess.run(
+        [
+            ansible_playbook(),
+            "-i",
+            str(tmp_path / "inventory.json"),
+            str(Path(__file__).with_name("record.yml")),
+            "-e",
+            json.dumps({"onboard_vars": str(ROOT / "playbooks" / "vars" / "onboard.yml")}),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+        env=dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections_path, ANSIBLE_NOCOLOR="1"),
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    line = next(line for line in result.stdout.splitlines() if "RECORD " in line)
+    found = json.loads(json.loads(line.split(": ", 1)[1]).split("RECORD ", 1)[1])
+    return found["made"], found["next"]
+
+
+def test_the_record_keeps_what_onboarding_created_and_drops_what_it_deleted(tmp_path, collections_path):
+    made, after = record(
+        tmp_path,
+        collections_path,
+        {"users": ["carol", "alice"]},
+        [{"add": "bob"}, {"add": "alice"}, {"remove": "carol"}],
+    )
+    assert made == ["carol", "alice"]
+    assert after == ["alice", "bob"]
+
+
+def test_no_record_yet_means_onboarding_created_nobody(tmp_path, collections_path):
+    made, after = record(tmp_path, collections_path, None, [{"add": "bob"}])
+    assert made == [] and after == ["bob"]
