@@ -22,7 +22,7 @@ description:
   - Writes C(manifest.json) with the MLflow version, the schema revision, the counts of experiments, runs,
     active runs, metrics, params, tags and artifact files, and the sha256 of every file.
   - Copies only folders and regular files, and never follows a link. A symbolic link, named pipe, socket or device
-    file in C(mlruns/) (MLflow writes none) is left out, named in RV(skipped), and the module warns: a restore
+    file in C(mlruns/) (MLflow writes none) is left out, named in RV(skipped), and the module warns. A restore
     refuses a backup holding one, and a backup that failed on it would leave the team without any. A store whose
     C(mlruns/) or database is itself a link is refused.
   - The backup is written as a hidden C(.<name>.partial) folder, readable by root only from the first byte,
