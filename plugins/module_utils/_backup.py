@@ -13,6 +13,11 @@ PostgreSQL dump (mlflow.pgdump), the artifacts as files in mlruns/ (copied from 
 from the bucket, each file named by its key), the Compose file, and manifest.json: the counts,
 the schema revision and the sha256 of every file. The manifest, checksums, anomaly marking and
 retention are the same for every backend.
+
+A restore trusts nothing in a backup folder beyond its manifest (trust_problems): the folder and
+every folder above it belong to root and only root can change them, and the tree holds exactly
+the files the manifest lists, each a plain file with one name. Files are read and copied without
+following links (O_NOFOLLOW), through directory descriptors.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import os
 import re
 import shutil
 import sqlite3
+import stat
 
 from ansible_collections.mlops.mlflow.plugins.module_utils._store_read import (
     ARTIFACTS,
@@ -51,12 +57,82 @@ LABEL_RE = re.compile(r"^[a-z][a-z0-9-]{0,39}\Z")
 DROP_SHARE = 0.5
 
 
+# Messages about a backup's tree stop after this many; the rest is counted.
+MAX_PROBLEMS = 20
+# A link chain longer than this (the kernel's own limit) is refused.
+MAX_LINKS = 40
+_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+
+
+def _open_file(name, dir_fd=None):
+    """A regular file's fd, never through a link (ELOOP) and never blocking on a FIFO."""
+    fd = os.open(name, _READ, dir_fd=dir_fd)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(f"{name} is not a regular file")
+    return fd
+
+
 def sha256(path):
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with os.fdopen(_open_file(path), "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def _kind(mode):
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device file"
+    return "neither a file nor a folder"
+
+
+def copy_file(name, dest, dir_fd=None):
+    """Copy one regular file (mode and times, as shutil.copy2 does) without following a link at name."""
+    src = _open_file(name, dir_fd)
+    with os.fdopen(src, "rb") as source:
+        info = os.fstat(src)
+        out = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(out, "wb") as target:
+            shutil.copyfileobj(source, target, 1 << 20)
+            os.fchmod(out, stat.S_IMODE(info.st_mode) & 0o777)
+    os.utime(dest, ns=(info.st_atime_ns, info.st_mtime_ns))
+
+
+def copy_tree(source, dest, skipped=None, dir_fd=None, shown=None):
+    """Copy a folder of folders and regular files, never through a link, via directory descriptors.
+
+    skipped None: a link or special file raises StoreError. A list: each is named there and left out.
+    dir_fd: source is a name in that folder; shown: its path for messages."""
+    shown = shown or source
+    try:
+        fd = os.open(source, _DIR, dir_fd=dir_fd)
+    except OSError as error:
+        raise StoreError(f"{shown} is not a folder that can be opened without following a link: {error}") from error
+    try:
+        info = os.fstat(fd)
+        os.mkdir(dest, 0o700)
+        for entry in sorted(os.scandir(fd), key=lambda item: item.name):
+            entry_info = entry.stat(follow_symlinks=False)
+            if stat.S_ISDIR(entry_info.st_mode):
+                copy_tree(entry.name, os.path.join(dest, entry.name), skipped, fd, os.path.join(shown, entry.name))
+            elif stat.S_ISREG(entry_info.st_mode):
+                copy_file(entry.name, os.path.join(dest, entry.name), fd)
+            elif skipped is None:
+                where = os.path.join(shown, entry.name)
+                raise StoreError(f"{where} is {_kind(entry_info.st_mode)}; only files and folders are copied")
+            else:
+                skipped.append(f"{entry.name} in {shown} ({_kind(entry_info.st_mode)})")
+        os.chmod(dest, stat.S_IMODE(info.st_mode) & 0o777)
+    finally:
+        os.close(fd)
 
 
 def _snapshot(source, dest):
@@ -83,21 +159,26 @@ def _snapshot(source, dest):
 def _files(root):
     """{relative path: {sha256, size}} of every file below root."""
     files = {}
-    for directory, _subdirs, names in os.walk(root):
+    for directory, _subdirs, names in os.walk(root, followlinks=False):
         for name in sorted(names):
             path = os.path.join(directory, name)
-            files[os.path.relpath(path, root)] = {"sha256": sha256(path), "size": os.path.getsize(path)}
+            if stat.S_ISREG(os.lstat(path).st_mode):
+                files[os.path.relpath(path, root)] = {"sha256": sha256(path), "size": os.lstat(path).st_size}
     return files
 
 
 def _make_private(root):
-    """Copies keep their source's modes (mlflow.db is 0666); a backup is root's alone."""
-    for directory, subdirs, names in os.walk(root):
-        for name in subdirs:
-            os.chmod(os.path.join(directory, name), 0o700)
-        for name in names:
-            if not os.path.islink(os.path.join(directory, name)):
-                os.chmod(os.path.join(directory, name), 0o600)
+    """Copies keep their source's modes (mlflow.db is 0666); a backup is root's alone.
+
+    Judged by lstat: a link (to a folder or a file) is never followed, so its target keeps its mode."""
+    for directory, subdirs, names in os.walk(root, followlinks=False):
+        for name in subdirs + names:
+            path = os.path.join(directory, name)
+            mode = os.lstat(path).st_mode
+            if stat.S_ISDIR(mode):
+                os.chmod(path, 0o700)
+            elif stat.S_ISREG(mode):
+                os.chmod(path, 0o600)
 
 
 def list_backups(backup_dir):
@@ -113,12 +194,163 @@ def list_backups(backup_dir):
 
 
 def read_manifest(path):
+    """The manifest, read without following a link, or None."""
     try:
-        with open(os.path.join(path, MANIFEST)) as handle:
+        with os.fdopen(_open_file(os.path.join(path, MANIFEST)), encoding="utf-8") as handle:
             manifest = json.load(handle)
         return manifest if isinstance(manifest, dict) else None
     except (OSError, ValueError):
         return None
+
+
+def _owner_problem(where, info, parent=False):
+    """Why an account other than root could change this folder or file, with the fix, or None.
+
+    A parent may be sticky and world-writable (/tmp): there, only an entry's owner may rename or
+    remove it, and the entry below is checked to be root's, so nobody else can swap it."""
+    if info.st_uid != 0:
+        return f"belongs to uid {info.st_uid}, not root (chown root {where}, or keep backups where only root can write)"
+    sticky = parent and stat.S_ISDIR(info.st_mode) and info.st_mode & stat.S_ISVTX
+    if info.st_mode & 0o022 and not sticky:
+        return f"can be written by group or others, mode {stat.S_IMODE(info.st_mode):04o} (chmod go-w {where})"
+    return None
+
+
+def _path_problems(path):
+    """Why the folder at path, or a folder or link on the way to it, is not root's alone ([] when it is).
+
+    Walks the path from / with lstat. A link on the way is followed only when root owns it, and
+    what it leads to is checked the same way."""
+    if not os.path.isabs(path) or os.path.normpath(path) != path:
+        return [f"is not a normalized absolute path; give it as {os.path.normpath(os.path.abspath(path))}"]
+    pending = [part for part in path.split("/") if part]
+    current, hops = "/", 0
+    problem = _owner_problem("/", os.lstat("/"), parent=bool(pending))
+    if problem:
+        return [f"is inside /, which {problem}"]
+    while pending:
+        name = pending.pop(0)
+        if name in ("", "."):
+            continue
+        if name == "..":
+            current = os.path.dirname(current)
+            continue
+        candidate = os.path.join(current, name)
+        try:
+            info = os.lstat(candidate)
+        except OSError as error:
+            return [f"cannot be reached: {candidate}: {error.strerror}"]
+        if stat.S_ISLNK(info.st_mode):
+            hops += 1
+            if info.st_uid != 0 or hops > MAX_LINKS:
+                return [
+                    f"is reached through the symbolic link {candidate}, which belongs to uid {info.st_uid}: "
+                    f"give the backup's real path"
+                ]
+            target = os.readlink(candidate)
+            pending = [part for part in target.split("/") if part] + pending
+            if target.startswith("/"):
+                current = "/"
+            continue
+        last = not pending
+        if not stat.S_ISDIR(info.st_mode):
+            return [f"cannot be reached: {candidate} is not a folder"]
+        problem = _owner_problem(candidate, info, parent=not last)
+        if problem:
+            return [problem if last else f"is inside {candidate}, which {problem}"]
+        current = candidate
+    return []
+
+
+def _name_problem(name):
+    """Why a name in the manifest cannot be a file inside the backup, or None."""
+    if not isinstance(name, str) or not name:
+        return f"lists a file with no name ({name!r}) in its {MANIFEST}"
+    if name.startswith("/"):
+        return f"lists an absolute name {name!r} in its {MANIFEST}; names are relative to the backup folder"
+    parts = name.split("/")
+    if ".." in parts:
+        return f"lists {name!r} in its {MANIFEST}, which climbs out of the backup folder with '..'"
+    if "" in parts or "." in parts or "\0" in name or name == MANIFEST:
+        return f"lists {name!r} in its {MANIFEST}, which is not a plain relative file name"
+    return None
+
+
+def _tree_problems(path, listed):
+    """What in the backup folder is more than, or other than, the files its manifest lists."""
+    folders = {os.path.dirname(name) for name in listed}
+    for name in list(folders):
+        while name:
+            name = os.path.dirname(name)
+            folders.add(name)
+    problems = []
+    pending = [""]
+    while pending:
+        folder = pending.pop()
+        with os.scandir(os.path.join(path, folder) if folder else path) as entries:
+            found = sorted(entries, key=lambda item: item.name)
+        for entry in found:
+            name = f"{folder}/{entry.name}" if folder else entry.name
+            info = entry.stat(follow_symlinks=False)
+            if stat.S_ISLNK(info.st_mode):
+                problems.append(
+                    f"holds a symbolic link {name} (to {os.readlink(entry.path)}): a backup holds only files and "
+                    "folders; remove it"
+                )
+                continue
+            if stat.S_ISDIR(info.st_mode):
+                # MLflow keeps empty folders in mlruns/ (a run without artifacts): only files are listed.
+                if name not in folders and name != ARTIFACTS and not name.startswith(ARTIFACTS + "/"):
+                    problems.append(f"holds a folder {name} that its {MANIFEST} does not list: remove it")
+                    continue
+                pending.append(name)
+            elif not stat.S_ISREG(info.st_mode):
+                kind = _kind(info.st_mode)
+                problems.append(f"holds {name}, {kind}: a backup holds only files and folders; remove it")
+                continue
+            elif name != MANIFEST and name not in listed:
+                problems.append(f"holds {name}, which its {MANIFEST} does not list: remove it")
+                continue
+            elif info.st_nlink > 1:
+                problems.append(
+                    f"holds {name} with {info.st_nlink} hard links: another name could change it; "
+                    "replace it with a copy (cp, then mv over it)"
+                )
+                continue
+            problem = _owner_problem(os.path.join(path, name), info)
+            if problem:
+                problems.append(f"holds {name}, which {problem}")
+    return problems
+
+
+def trust_problems(path, manifest=None):
+    """Why a restore must not trust the backup folder at path, each a phrase that follows its path ([] when fine).
+
+    Nothing is read through a link: the folder and every folder above it must belong to root and be
+    writable by root only (a sticky parent such as /tmp excepted), the manifest must name plain
+    relative files, and the tree must hold those files and nothing else: no links, no hard-linked or
+    special files, no entry the manifest does not list, and every entry root's alone."""
+    problems = _path_problems(path)
+    if problems:
+        return problems
+    if manifest is None:
+        manifest = read_manifest(path)
+    if manifest is None or not isinstance(manifest.get("files"), dict):
+        return [f"has no readable {MANIFEST} (a plain file, not a link)"]
+    listed = set()
+    for name in manifest["files"]:
+        problem = _name_problem(name)
+        if problem:
+            problems.append(problem)
+        else:
+            listed.add(name)
+    try:
+        problems += _tree_problems(path, listed)
+    except OSError as error:
+        problems.append(f"cannot be read: {error}")
+    if len(problems) > MAX_PROBLEMS:
+        problems = [*problems[:MAX_PROBLEMS], f"and {len(problems) - MAX_PROBLEMS} more such problems"]
+    return problems
 
 
 def _active_runs(manifest):
@@ -147,6 +379,8 @@ def _snapshot_sqlite(store_dir, partial):
     facts = {}
     for db in DATABASES:
         source = os.path.join(store_dir, db)
+        if os.path.islink(source):
+            raise StoreError(f"{source} is a symbolic link; a store's database is a plain file. Nothing was backed up.")
         if os.path.isfile(source) and os.path.getsize(source) > 0:
             _snapshot(source, os.path.join(partial, db))
             facts[db] = database_info(os.path.join(partial, db), auth=db == AUTH_DB)
@@ -160,7 +394,7 @@ def _snapshot_sqlite(store_dir, partial):
     return facts[DB]["schema_revision"], facts[DB]["counts"], auth
 
 
-def _copy_artifacts(store_dir, partial, s3):
+def _copy_artifacts(store_dir, partial, s3, skipped):
     dest = os.path.join(partial, ARTIFACTS)
     if s3:
         client, bucket = s3
@@ -172,8 +406,12 @@ def _copy_artifacts(store_dir, partial, s3):
             raise StoreError(f"copying the artifacts out of the bucket {bucket} failed: {error}") from error
         return
     source = os.path.join(store_dir, ARTIFACTS)
+    if os.path.islink(source):
+        raise StoreError(f"{source} is a symbolic link; the artifacts must be a folder inside the store")
     if os.path.isdir(source):
-        shutil.copytree(source, dest, symlinks=True)
+        # Links and special files are left out, not copied: MLflow writes neither, a restore would
+        # refuse the backup, and a backup that fails on them would leave the team with none.
+        copy_tree(source, dest, skipped)
     else:
         os.mkdir(dest)
 
@@ -207,10 +445,14 @@ def create_backup(store_dir, backup_dir, label, mlflow_version=None, now=None, p
             revision, db_counts, auth = facts["schema_revision"], facts["counts"], facts["auth"]
         else:
             revision, db_counts, auth = _snapshot_sqlite(store_dir, partial)
-        _copy_artifacts(store_dir, partial, s3)
+        skipped = []
+        _copy_artifacts(store_dir, partial, s3, skipped)
         for deployment in (COMPOSE, STACK):
-            if os.path.isfile(os.path.join(store_dir, deployment)):
-                shutil.copy2(os.path.join(store_dir, deployment), os.path.join(partial, deployment))
+            source = os.path.join(store_dir, deployment)
+            if os.path.islink(source):
+                skipped.append(f"{deployment} in {store_dir} (a symbolic link)")
+            elif os.path.isfile(source):
+                copy_file(source, os.path.join(partial, deployment))
         _make_private(partial)
         counts = dict(db_counts or dict.fromkeys((*TRACKING_TABLES, "runs_active"), 0))
         counts["artifacts"] = count_files(os.path.join(partial, ARTIFACTS))
@@ -242,6 +484,7 @@ def create_backup(store_dir, backup_dir, label, mlflow_version=None, now=None, p
         os.umask(old_umask)
     summary = {key: value for key, value in manifest.items() if key != "files"}
     summary["path"] = final
+    summary["skipped"] = skipped
     return summary
 
 
@@ -282,15 +525,24 @@ def verify_backup(path, known_revisions=None, head=None, image_version=None, pos
     if not os.path.isfile(os.path.join(path, MANIFEST)):
         problems.append(f"does not exist or holds no {MANIFEST}")
         return result
+    problems += _path_problems(path)
+    if problems:
+        return result
     manifest = read_manifest(path)
     if manifest is None or not isinstance(manifest.get("files"), dict):
         problems.append(f"has an unreadable {MANIFEST}")
         return result
     result.update({key: value for key, value in manifest.items() if key != "files"})
+    # Before any file is read: a link or a name with '..' would make root read elsewhere.
+    problems += trust_problems(path, manifest)
+    if problems:
+        return result
     for name, entry in sorted(manifest["files"].items()):
         file_path = os.path.join(path, name)
         if not os.path.isfile(file_path):
             problems.append(f"misses {name}")
+        elif not isinstance(entry, dict):
+            problems.append(f"has no sha256 for {name} in its {MANIFEST}")
         elif sha256(file_path) != entry.get("sha256"):
             problems.append(f"has a changed {name} (sha256 differs from the manifest)")
     kind = result["backend"] = manifest.get("backend") or "sqlite"

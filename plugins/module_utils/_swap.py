@@ -11,6 +11,9 @@
 Nothing here reads the live databases: the store's entries are moved aside by rename, so a
 damaged store is restored like a healthy one. What lives in PostgreSQL or S3 is not staged in
 the store: the managed services start on empty data, and load_backup fills them.
+
+Both refuse a backup that trust_problems (in _backup.py) does not pass, before the first copy,
+and copy without following links.
 """
 
 from __future__ import annotations
@@ -18,7 +21,12 @@ from __future__ import annotations
 import os
 import shutil
 
-from ansible_collections.mlops.mlflow.plugins.module_utils._backup import read_manifest
+from ansible_collections.mlops.mlflow.plugins.module_utils._backup import (
+    copy_file,
+    copy_tree,
+    read_manifest,
+    trust_problems,
+)
 from ansible_collections.mlops.mlflow.plugins.module_utils._store_read import (
     ARTIFACTS,
     AUTH_DB,
@@ -63,6 +71,13 @@ def _move_back(names, source, dest):
     return stuck
 
 
+def refuse_untrusted(backup_path):
+    """Raise StoreError, naming every entry and why, when a restore must not trust the backup folder."""
+    problems = trust_problems(backup_path)
+    if problems:
+        raise StoreError(f"{backup_path} cannot be trusted: it {'; it '.join(problems)}. Nothing was changed.")
+
+
 def swap_in(store_dir, backup_path, db_mode=0o666, artifacts_mode=0o777, now=None, artifacts_local=True):
     """Put a backup's data into the store; return the folder holding what was there before.
 
@@ -75,6 +90,7 @@ def swap_in(store_dir, backup_path, db_mode=0o666, artifacts_mode=0o777, now=Non
     into a staging folder in the store (same file system) and renamed into place. Entries
     are swapped inside the store dir, not the dir itself: it may be a mount point and it
     holds the Compose file. On any failure the previous state is put back before raising."""
+    refuse_untrusted(backup_path)
     stamp = utc_stamp(now)
     staging = os.path.join(store_dir, f".restore-staging-{stamp}")
     kept = os.path.join(store_dir, f"kept-before-restore-{stamp}")
@@ -85,15 +101,17 @@ def swap_in(store_dir, backup_path, db_mode=0o666, artifacts_mode=0o777, now=Non
         staged = []
         for name in (DB, AUTH_DB):
             if os.path.isfile(os.path.join(backup_path, name)):
-                shutil.copy2(os.path.join(backup_path, name), os.path.join(staging, name))
+                copy_file(os.path.join(backup_path, name), os.path.join(staging, name))
                 os.chmod(os.path.join(staging, name), db_mode)
                 staged.append(name)
         if artifacts_local:
-            shutil.copytree(os.path.join(backup_path, ARTIFACTS), os.path.join(staging, ARTIFACTS), symlinks=True)
+            copy_tree(os.path.join(backup_path, ARTIFACTS), os.path.join(staging, ARTIFACTS))
             os.chmod(os.path.join(staging, ARTIFACTS), artifacts_mode)
             staged.append(ARTIFACTS)
     except BaseException as error:
         shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(error, StoreError):
+            raise StoreError(f"copying {backup_path} into {store_dir} failed: {error}; nothing was changed") from error
         if isinstance(error, OSError):
             raise StoreError(f"copying {backup_path} into {store_dir} failed: {error}; nothing was changed") from error
         raise
@@ -147,6 +165,7 @@ def load_backup(backup_path, postgres=None, s3=None, scratch=None):
 
     Returns {db: facts of the loaded database or None, artifacts: {source, target, source_sha256,
     target_sha256}}; raises StoreError when a step fails or the bucket differs from the backup."""
+    refuse_untrusted(backup_path)
     manifest = read_manifest(backup_path) or {}
     result = {"db": None, "artifacts": None}
     if postgres:

@@ -21,6 +21,10 @@ description:
   - Databases are copied before the artifacts, so every artifact a backed-up run refers to is in the backup.
   - Writes C(manifest.json) with the MLflow version, the schema revision, the counts of experiments, runs,
     active runs, metrics, params, tags and artifact files, and the sha256 of every file.
+  - Copies only folders and regular files, and never follows a link. A symbolic link, named pipe, socket or device
+    file in C(mlruns/) (MLflow writes none) is left out, named in RV(skipped), and the module warns. A restore
+    refuses a backup holding one, and a backup that failed on it would leave the team without any. A store whose
+    C(mlruns/) or database is itself a link is refused.
   - The backup is written as a hidden C(.<name>.partial) folder, readable by root only from the first byte,
     and renamed to C(<UTC time>-<label>) only when complete.
   - When the active runs fell to zero, or by more than half, since the previous backup, the new backup is
@@ -158,6 +162,13 @@ kept:
   returned: always
   type: dict
   sample: {"20261120T101500Z-manual": "the newest backup holding data"}
+skipped:
+  description: What was left out of the backup, because it is neither a folder nor a regular file, and why.
+  returned: success
+  type: list
+  elements: str
+  sample: ["x in /opt/mlflow/mlruns/1/r1/artifacts (a symbolic link)"]
+  version_added: 0.5.0
 msg:
   description: What was done.
   returned: always
@@ -198,6 +209,7 @@ def main():
         module.exit_json(
             changed=True,
             path=None,
+            skipped=[],
             deleted=deleted,
             kept=kept,
             msg=f"Would back up {p['store_dir']} to {p['backup_dir']}.",
@@ -212,6 +224,8 @@ def main():
             shutil.rmtree(path)
     except StoreError as error:
         module.fail_json(msg=str(error), path=None, deleted=[], kept={})
+    for what in summary["skipped"]:
+        module.warn(f"Left out of the backup {summary['path']}: {what}. A backup holds only folders and files.")
     if summary["anomaly"]:
         module.warn(
             f"Backup {summary['path']} is marked: {summary['anomaly']}. It and the newest backup holding data are "

@@ -19,7 +19,15 @@ description:
   - A failure for one member (a busy account, a key file it cannot write) is reported for that member in
     RV(failures), and the others still get their accounts. The module fails only on arguments it cannot use.
   - Writes C(authorized_keys) without following symbolic links, through the directory it opened. A member who owns
-    C(~/.ssh) cannot make root write anywhere else.
+    C(~/.ssh) cannot make root write anywhere else. It reads the file the same way, and refuses one that is not a
+    regular file, has more than one hard link or is larger than 1 MiB.
+  - Every account it creates carries a comment (GECOS) that starts with C(mlops.mlflow member); a given
+    O(members[].comment) that does not start so gets it in front. That marker is how a later run knows the account is
+    the module's.
+  - It never touches a system account (uid below 1000, or 65534 C(nobody)), and it refuses an existing account without
+    the marker unless O(allow_existing_accounts) names it. Such an account keeps its shell, comment, groups, other keys
+    and home, whatever O(members[].manage_account) says; only the member's key is added or removed.
+  - Two entries for the same O(members[].user) are refused before any change.
 author:
   - mlops.mlflow developers (@mlops)
 extends_documentation_fragment:
@@ -66,6 +74,8 @@ options:
             leaves.
           - V(false) for an account that existed before. It must exist. Only the member's key is added beside the
             others, or removed, and nothing else changes.
+          - An existing account without the C(mlops.mlflow member) comment is handled as V(false), and only when
+            O(allow_existing_accounts) names it.
         type: bool
         default: true
       shell:
@@ -73,7 +83,9 @@ options:
         type: str
         default: /usr/sbin/nologin
       comment:
-        description: The account's comment (GECOS).
+        description:
+          - The account's comment (GECOS). It always starts with C(mlops.mlflow member); one that does not gets it in
+            front, and an empty one becomes C(mlops.mlflow member <name>).
         type: str
         default: ''
       groups:
@@ -81,6 +93,17 @@ options:
         type: list
         elements: str
         default: []
+  allow_existing_accounts:
+    description:
+      - Existing accounts the module did not create (their comment does not start with C(mlops.mlflow member)) that
+        members may still use. Each only gets, or loses, the member's key. Nothing else about it changes, and it is
+        never removed.
+      - Any other existing account without the marker is refused for its member, and a system account (uid below
+        1000, or 65534) always is.
+    type: list
+    elements: str
+    default: []
+    version_added: 0.5.0
 notes:
   - Needs C(useradd), C(usermod) and C(userdel) (shadow-utils, as on Debian and Ubuntu).
   - A new account gets a home made from C(/etc/skel), and a group of its own name unless that group exists.
@@ -111,6 +134,15 @@ EXAMPLES = r"""
         user: carol
         state: absent
   register: accounts
+
+- name: Give dave's key to the account he had before onboarding, and nothing else
+  mlops.mlflow.mlflow_member_accounts:
+    members:
+      - name: dave
+        user: dave
+        public_key: ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBQ3zEbiQ3o2UBw9hfp7yTQ+aH7Q0cRMWV9Ilnmlrvht dave@laptop
+        manage_account: false
+    allow_existing_accounts: [dave]
 
 - name: Show who could not be set up
   ansible.builtin.debug:
@@ -154,7 +186,9 @@ failures:
   description: The members that could not be set up, by name, with the reason.
   returned: always
   type: dict
-  sample: {carol: "userdel carol failed (rc 8): user carol is currently used by process 4242"}
+  sample:
+    carol: "userdel carol failed (rc 8): user carol is currently used by process 4242"
+    www: "the account www-data is a system account (uid 33); a member never gets one: choose another user"
 msg:
   description: How many members changed and failed.
   returned: always
@@ -174,6 +208,13 @@ from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 KEY_RE = re.compile(r"(?:^|\s)((?:ssh|ecdsa|sk)-[A-Za-z0-9@.-]+)\s+([A-Za-z0-9+/]{16,}={0,3})(?=\s|$)")
 PUBLIC_KEY_RE = re.compile(r"^((?:ssh|ecdsa|sk)-[A-Za-z0-9@.-]+) [A-Za-z0-9+/]{16,}={0,3}( [^\n\r\x00]*)?\Z")
 KEYS_FILE = "authorized_keys"
+# The start of the comment (GECOS) of every account the module creates: later runs know it is theirs.
+MARKER = "mlops.mlflow member"
+# Accounts below this uid (and nobody) are the system's, never a member's.
+UID_MIN = 1000
+NOBODY_UID = 65534
+# An authorized_keys file larger than this is refused rather than read.
+MAX_KEYS_BYTES = 1 << 20
 
 
 class MemberError(Exception):
@@ -235,9 +276,15 @@ def sync_keys(home, uid, gid, entry, check_mode):
             if info is not None:
                 if not stat.S_ISREG(info.st_mode):
                     raise MemberError(f"{home}/.ssh/{KEYS_FILE} is not a regular file (a symbolic link?); remove it")
-                fd = os.open(KEYS_FILE, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=ssh_fd)
+                # O_NONBLOCK: a FIFO swapped in after the stat must not hang the team's run.
+                fd = os.open(KEYS_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=ssh_fd)
                 with os.fdopen(fd, encoding="utf-8", errors="surrogateescape") as handle:
-                    lines = handle.read().splitlines()
+                    info = os.fstat(fd)
+                    if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1 or info.st_size > MAX_KEYS_BYTES:
+                        raise MemberError(
+                            f"{home}/.ssh/{KEYS_FILE} is not a regular file with one name of at most 1 MiB; remove it"
+                        )
+                    lines = handle.read(MAX_KEYS_BYTES + 1).splitlines()
         wanted = wanted_lines(lines, entry)
         key = key_of(entry["public_key"])
         had = any(key_of(line) == key for line in lines)
@@ -312,6 +359,41 @@ def group_exists(name):
         return False
 
 
+def comment_for(entry):
+    """The comment the account gets: always starting with the marker."""
+    comment = (entry["comment"] or "").strip()
+    return comment if comment.startswith(MARKER) else f"{MARKER} {comment or entry['name']}"
+
+
+def owned(entry, account, allowed):
+    """Whether the module may manage the existing account (True), only the member's key (False), or nothing (raises)."""
+    user = entry["user"]
+    if account.pw_uid < UID_MIN or account.pw_uid == NOBODY_UID:
+        why = f"is a system account (uid {account.pw_uid})"
+        raise MemberError(f"the account {user} {why}; a member never gets one: choose another user")
+    if (account.pw_gecos or "").startswith(MARKER):
+        return True
+    if user in allowed:
+        return False
+    raise MemberError(
+        f"the account {user} exists and this module did not create it (its comment does not start with "
+        f"'{MARKER}'); choose another user, or name {user} in allow_existing_accounts to give it this member's key"
+    )
+
+
+def effective(entry, accounts, allowed):
+    """The entry as the module may apply it: an existing account it did not create gets only the key."""
+    account = accounts.lookup(entry["user"])
+    if account is None or owned(entry, account, allowed):
+        return entry
+    if entry["state"] == "absent" and not entry["public_key"]:
+        raise MemberError(
+            f"the account {entry['user']} is not one this module created, so it is kept; give public_key to take "
+            "the member's key from it"
+        )
+    return {**entry, "manage_account": False}
+
+
 def sync_account(entry, run, check_mode, accounts):
     """Make the account as the entry asks; return created/updated/removed/unchanged/absent/kept."""
     user, account = entry["user"], accounts.lookup(entry["user"])
@@ -331,8 +413,9 @@ def sync_account(entry, run, check_mode, accounts):
     missing = [name for name in groups if not accounts.group_exists(name)]
     if missing:
         raise MemberError(f"the group(s) {', '.join(missing)} do not exist; create them first")
+    comment = comment_for(entry)
     if account is None:
-        command = ["useradd", "--create-home", "--shell", entry["shell"], "--comment", entry["comment"]]
+        command = ["useradd", "--create-home", "--shell", entry["shell"], "--comment", comment]
         if groups:
             command += ["--groups", ",".join(groups)]
         if accounts.group_exists(user):
@@ -340,10 +423,10 @@ def sync_account(entry, run, check_mode, accounts):
         if not check_mode:
             _run(run, [*command, user])
         return "created"
-    if (account.pw_shell, account.pw_gecos, accounts.group_names(user)) == (entry["shell"], entry["comment"], groups):
+    if (account.pw_shell, account.pw_gecos, accounts.group_names(user)) == (entry["shell"], comment, groups):
         return "unchanged"
     if not check_mode:
-        command = ["usermod", "--shell", entry["shell"], "--comment", entry["comment"], "--groups", ",".join(groups)]
+        command = ["usermod", "--shell", entry["shell"], "--comment", comment, "--groups", ",".join(groups)]
         _run(run, [*command, user])
     return "updated"
 
@@ -362,9 +445,10 @@ class Accounts:
     group_exists = staticmethod(group_exists)
 
 
-def sync_member(entry, run, check_mode, accounts=Accounts):
+def sync_member(entry, run, check_mode, accounts=Accounts, allowed=()):
     result = {"name": entry["name"], "user": entry["user"], "account": None, "key": None, "failed": False}
     try:
+        entry = effective(entry, accounts, allowed)
         result["account"] = sync_account(entry, run, check_mode, accounts)
         if result["account"] in ("removed", "absent"):
             result["key"] = "removed" if result["account"] == "removed" else "absent"
@@ -420,6 +504,7 @@ def main():
                     groups=dict(type="list", elements="str", default=[]),
                 ),
             ),
+            allow_existing_accounts=dict(type="list", elements="str", default=[]),
         ),
         supports_check_mode=True,
     )
@@ -428,13 +513,22 @@ def main():
     names = [entry["name"] for entry in members]
     if len(set(names)) != len(names):
         problems.append("members must have different names")
+    by_user = {}
+    for entry in members:
+        by_user.setdefault(entry["user"], []).append(entry["name"])
+    for user, sharing in sorted(by_user.items()):
+        if len(sharing) > 1:
+            problems.append(
+                f"members {', '.join(sharing)} name the same user {user}; each member needs an account of their own"
+            )
     if problems:
         module.fail_json(msg="; ".join(problems) + ". Nothing was changed.")
 
     def run(argv):
         return module.run_command(argv)
 
-    results = [sync_member(entry, run, module.check_mode) for entry in members]
+    allowed = set(module.params["allow_existing_accounts"])
+    results = [sync_member(entry, run, module.check_mode, allowed=allowed) for entry in members]
     failures = {result["name"]: result["msg"] for result in results if result["failed"]}
     changed = sum(1 for result in results if result["changed"])
     module.exit_json(

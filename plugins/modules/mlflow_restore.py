@@ -15,6 +15,14 @@ description:
   - O(state=checked) only reads. It checks the backup's manifest, the sha256 of every file and
     C(PRAGMA integrity_check) of its databases, and, given O(known_revisions), whether the MLflow image
     that will serve the data knows the backup's schema revision.
+  - Every state that reads a backup (V(checked), V(restored), V(loaded)) first checks that it can trust the folder,
+    and reads nothing through a link. The backup folder and every folder above it must belong to root and be
+    writable by root only; a sticky folder such as C(/tmp) may be above it, because there nobody but root can
+    rename or remove what root owns. The folder must hold exactly the files its C(manifest.json) lists, and folders
+    that lead to them or lie in C(mlruns/), each belonging to root and writable by root only. Refused, each named
+    with what to fix, are symbolic links, files with more than one hard link, named pipes, sockets and device files,
+    entries the manifest does not list, and manifest names that are absolute or contain C(..).
+  - Files are copied with C(O_NOFOLLOW), through directory descriptors.
   - O(state=restored) swaps the backup into the store. MLflow must be stopped. It never reads the live
     databases, so it works when they are damaged or empty. The store's databases, their journal files and
     C(mlruns/) are moved aside by rename into C(<store_dir>/kept-before-restore-<time>/). The backup is
@@ -43,6 +51,7 @@ attributes:
   check_mode:
     details:
       - O(state=checked) runs in check mode too, since it only reads.
+      - In check mode, O(state=restored) and O(state=loaded) fail on a backup they would refuse, with the same message.
   idempotent:
     details:
       - O(state=restored) swaps the data in on every run.
@@ -145,7 +154,10 @@ problems:
   returned: state is checked
   type: list
   elements: str
-  sample: ["has a changed mlflow.db (sha256 differs from the manifest)"]
+  sample:
+    - has a changed mlflow.db (sha256 differs from the manifest)
+    - "holds a symbolic link mlruns/1/r1/artifacts/x (to ../../../../secrets): a backup holds only files and folders;
+      remove it"
 counts:
   description: The counts in the backup's manifest.
   returned: state is checked
@@ -205,7 +217,13 @@ from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.mlops.mlflow.plugins.module_utils._backends import BACKEND_ARGUMENT_SPEC, backends  # noqa: E402
 from ansible_collections.mlops.mlflow.plugins.module_utils._backup import verify_backup  # noqa: E402
 from ansible_collections.mlops.mlflow.plugins.module_utils._store_read import StoreError  # noqa: E402
-from ansible_collections.mlops.mlflow.plugins.module_utils._swap import load_backup, put_back, set_aside, swap_in  # noqa: E402
+from ansible_collections.mlops.mlflow.plugins.module_utils._swap import (  # noqa: E402
+    load_backup,
+    put_back,
+    refuse_untrusted,
+    set_aside,
+    swap_in,
+)
 
 
 def mode(module, name):
@@ -255,6 +273,12 @@ def main():
         )
         module.exit_json(changed=False, **result)
     if module.check_mode:
+        if p["state"] in ("restored", "loaded"):
+            # The same refusal as the real run, so a check run shows it.
+            try:
+                refuse_untrusted(p["backup"])
+            except StoreError as error:
+                module.fail_json(msg=str(error))
         what = {
             "restored": f"restore {p['backup']}",
             "loaded": f"load {p['backup']} into PostgreSQL and S3",

@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import os
+
 from ansible_collections.mlops.mlflow.plugins.modules import mlflow_backup, mlflow_restore
 from ansible_collections.mlops.mlflow.tests.unit.plugins.modules.store_modules import run
 
@@ -40,3 +42,16 @@ def test_backup_refuses_bad_arguments_naming_them(store, tmp_path, capsys):
     assert code == 1 and "label must be lower-case letters, digits and '-'" in result["msg"]
     code, result = run(mlflow_backup, capsys, store_dir=str(tmp_path / "none"), backup_dir=str(tmp_path / "b"))
     assert code == 1 and "is not a directory: there is nothing to back up" in result["msg"]
+
+
+def test_backup_warns_about_what_it_leaves_out(store, tmp_path, capsys):
+    os.symlink("/etc", store / "mlruns" / "1" / "r1" / "artifacts" / "etc")
+    code, backup = run(mlflow_backup, capsys, store_dir=str(store), backup_dir=str(tmp_path / "b"))
+    assert code == 0
+    where = store / "mlruns" / "1" / "r1" / "artifacts"
+    assert backup["skipped"] == [f"etc in {where} (a symbolic link)"]
+    assert [warning["event"]["msg"] for warning in backup["warnings"]] == [
+        f"Left out of the backup {backup['path']}: etc in {where} (a symbolic link). "
+        "A backup holds only folders and files."
+    ]
+    assert not os.path.lexists(os.path.join(backup["path"], "mlruns", "1", "r1", "artifacts", "etc"))

@@ -20,6 +20,8 @@ from ansible_collections.mlops.mlflow.plugins.modules import mlflow_member_accou
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBQ3zEbiQ3o2UBw9hfp7yTQ+aH7Q0cRMWV9Ilnmlrvht alice@laptop"
 OTHER = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGx1dkG8oZkE5n0x2n4K0PjSBV9yNyD4wSxrk4xnDj5Q admin@desk"
 TUNNEL = 'restrict,port-forwarding,permitopen="127.0.0.1:500"'
+# A member's uid: this test's own when it is a member's, else one root may chown to.
+MEMBER_UID = os.getuid() if os.getuid() >= 1000 else 2000
 
 
 def entry(**changes):
@@ -44,6 +46,7 @@ class FakeAccounts:
         self.home = home
         self.users = dict(users or {})
         self.groups = {"mlflow-members": set(), **(groups or {})}
+        self.uids = {}
         self.commands = []
         self.fail = {}
 
@@ -52,7 +55,11 @@ class FakeAccounts:
             return None
         shell, comment = self.users[user]
         return SimpleNamespace(
-            pw_shell=shell, pw_gecos=comment, pw_dir=str(self.home), pw_uid=os.getuid(), pw_gid=os.getgid()
+            pw_shell=shell,
+            pw_gecos=comment,
+            pw_dir=str(self.home),
+            pw_uid=self.uids.get(user, MEMBER_UID),
+            pw_gid=os.getgid(),
         )
 
     def group_names(self, user):
@@ -131,15 +138,19 @@ def test_an_account_of_the_module_keeps_only_the_members_key(accounts):
     assert result["key"] == "updated" and keys_file(accounts).read_text() == f"{TUNNEL} {KEY}\n"
 
 
-def test_an_existing_account_keeps_its_settings_and_other_keys(accounts):
+@pytest.mark.parametrize("manage_account", [False, True])
+def test_an_allowed_existing_account_keeps_its_settings_and_other_keys(accounts, manage_account):
+    """Named in allow_existing_accounts: only the member's key, whatever manage_account says."""
     accounts.users["alice"] = ("/bin/zsh", "Alice Smith")
     (accounts.home / ".ssh").mkdir(mode=0o700)
     keys_file(accounts).write_text(f"# admin\n{OTHER}\n{KEY}\n")
-    result = m.sync_member(entry(manage_account=False), accounts.run, False, accounts)
+    allowed = {"alice"}
+    result = m.sync_member(entry(manage_account=manage_account), accounts.run, False, accounts, allowed)
     assert (result["account"], result["key"]) == ("kept", "updated")
     assert accounts.commands == [] and accounts.users["alice"] == ("/bin/zsh", "Alice Smith")
     assert keys_file(accounts).read_text() == f"# admin\n{OTHER}\n{TUNNEL} {KEY}\n"
-    left = m.sync_member(entry(manage_account=False, state="absent"), accounts.run, False, accounts)
+    leaving = entry(manage_account=manage_account, state="absent")
+    left = m.sync_member(leaving, accounts.run, False, accounts, allowed)
     assert (left["account"], left["key"]) == ("kept", "removed")
     assert keys_file(accounts).read_text() == f"# admin\n{OTHER}\n" and "alice" in accounts.users
 
@@ -199,3 +210,86 @@ def test_bad_entries_are_refused_before_any_change(capsys):
     assert "members[alice].public_key must be one OpenSSH public key" in result["msg"]
     assert "members[root].user must be a lower-case account name other than root" in result["msg"]
     assert result["msg"].endswith("Nothing was changed.")
+
+
+@pytest.mark.parametrize("state", ["present", "absent"])
+@pytest.mark.parametrize("manage_account", [True, False])
+def test_an_existing_account_the_module_did_not_create_is_refused(accounts, state, manage_account):
+    accounts.users["alice"] = ("/bin/bash", "Alice Smith")
+    (accounts.home / ".ssh").mkdir(mode=0o700)
+    keys_file(accounts).write_text(f"{OTHER}\n")
+    wanted = entry(state=state, manage_account=manage_account)
+    result = m.sync_member(wanted, accounts.run, False, accounts, allowed={"bob"})
+    assert result["failed"] and not result["changed"]
+    assert result["msg"] == (
+        "alice: the account alice exists and this module did not create it (its comment does not start with "
+        "'mlops.mlflow member'); choose another user, or name alice in allow_existing_accounts to give it this "
+        "member's key"
+    )
+    assert accounts.commands == [] and keys_file(accounts).read_text() == f"{OTHER}\n"
+    # The control: the same account with the marker is the module's.
+    accounts.users["alice"] = ("/bin/bash", "mlops.mlflow member alice")
+    assert not m.sync_member(wanted, accounts.run, False, accounts)["failed"]
+
+
+@pytest.mark.parametrize("uid", [0, 33, 999, 65534])
+@pytest.mark.parametrize("state", ["present", "absent"])
+def test_a_system_account_is_refused_even_with_the_marker_or_allowed(accounts, uid, state):
+    accounts.users["www-data"] = ("/usr/sbin/nologin", "mlops.mlflow member www")
+    accounts.uids["www-data"] = uid
+    wanted = entry(name="www", user="www-data", state=state)
+    result = m.sync_member(wanted, accounts.run, False, accounts, allowed={"www-data"})
+    assert result["failed"] and accounts.commands == []
+    assert result["msg"] == (
+        f"www: the account www-data is a system account (uid {uid}); a member never gets one: choose another user"
+    )
+    accounts.uids["www-data"] = 1000
+    assert not m.sync_member(wanted, accounts.run, False, accounts)["failed"]
+
+
+def test_created_accounts_carry_the_marker(accounts):
+    m.sync_member(entry(comment="Alice Smith"), accounts.run, False, accounts)
+    assert accounts.users["alice"][1] == "mlops.mlflow member Alice Smith"
+    m.sync_member(entry(name="bob", user="bob", comment=""), accounts.run, False, accounts)
+    assert accounts.users["bob"][1] == "mlops.mlflow member bob"
+    accounts.commands.clear()
+    assert m.sync_member(entry(comment="Alice Smith"), accounts.run, False, accounts)["account"] == "unchanged"
+    assert accounts.commands == []
+
+
+def test_an_allowed_account_leaving_without_a_key_is_kept_and_named(accounts):
+    accounts.users["alice"] = ("/bin/bash", "Alice Smith")
+    leaving = entry(state="absent", public_key="")
+    result = m.sync_member(leaving, accounts.run, False, accounts, allowed={"alice"})
+    assert result["failed"] and "give public_key to take the member's key from it" in result["msg"]
+    assert "alice" in accounts.users and accounts.commands == []
+
+
+def run_module(capsys, **args):
+    with patch_module_args(args):
+        with pytest.raises(SystemExit) as exit_info:
+            m.main()
+    return exit_info.value.code, json.loads(capsys.readouterr().out)
+
+
+def test_two_members_for_one_account_are_refused_before_any_change(capsys):
+    members = [entry(), entry(name="eve", user="alice", key_options="")]
+    code, result = run_module(capsys, members=members)
+    assert code == 1
+    assert result["msg"] == (
+        "members alice, eve name the same user alice; each member needs an account of their own. Nothing was changed."
+    )
+    # The control: different users pass the arguments' checks (check mode, on this host's accounts).
+    code, result = run_module(capsys, members=[entry(), entry(name="eve", user="eve")], _ansible_check_mode=True)
+    assert code == 0 and result["msg"].startswith("2 members:")
+
+
+def test_authorized_keys_with_a_second_name_is_not_read(accounts, tmp_path):
+    m.sync_member(entry(), accounts.run, False, accounts)
+    secret = tmp_path / "root-only"
+    secret.write_text(f"{OTHER}\n")
+    keys_file(accounts).unlink()
+    os.link(secret, keys_file(accounts))
+    result = m.sync_member(entry(), accounts.run, False, accounts)
+    assert result["failed"] and "not a regular file with one name" in result["msg"]
+    assert secret.read_text() == f"{OTHER}\n"

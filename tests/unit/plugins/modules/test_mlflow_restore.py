@@ -47,3 +47,25 @@ def test_restore_refuses_a_bad_mode(store, tmp_path, capsys):
         mlflow_restore, capsys, state="restored", store_dir=str(store), backup=backup["path"], db_mode="rw-rw-rw-"
     )
     assert code == 1 and result["msg"] == "db_mode must be an octal mode such as '0666', got 'rw-rw-rw-'."
+
+
+def test_restore_refuses_a_link_in_the_backup_in_check_mode_too(store, tmp_path, capsys):
+    _code, backup = run(mlflow_backup, capsys, store_dir=str(store), backup_dir=str(tmp_path / "b"))
+    args = dict(state="restored", store_dir=str(store), backup=backup["path"])
+    code, result = run(mlflow_restore, capsys, _ansible_check_mode=True, **args)
+    assert code == 0 and result["msg"].startswith("Would restore ")
+    os.symlink("/etc", os.path.join(backup["path"], "mlruns", "1", "r1", "artifacts", "x"))
+    before = sorted(os.listdir(store))
+    for check_mode in (True, False):
+        code, result = run(mlflow_restore, capsys, _ansible_check_mode=check_mode, **args)
+        assert code == 1, result
+        assert result["msg"] == (
+            f"{backup['path']} cannot be trusted: it holds a symbolic link mlruns/1/r1/artifacts/x (to /etc): "
+            "a backup holds only files and folders; remove it. Nothing was changed."
+        )
+    assert sorted(os.listdir(store)) == before
+    code, result = run(mlflow_restore, capsys, store_dir=str(store), backup=backup["path"])
+    assert code == 0 and not result["ok"]
+    assert result["problems"] == [
+        "holds a symbolic link mlruns/1/r1/artifacts/x (to /etc): a backup holds only files and folders; remove it"
+    ]
