@@ -9,21 +9,45 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 from ansible_collections.mlops.mlflow.plugins.module_utils import mlflow_s3
 
+# ansible-test runs each test in a fork of its worker, so a session fixture is made again in every
+# test. The template store is made once per worker instead, in a folder the worker names here
+# (forks inherit the environment) and removes at its end.
+TEMPLATE_DIR = "MLOPS_MLFLOW_UNIT_TEMPLATE"
 
-@pytest.fixture(scope="session")
-def template(tmp_path_factory):
+
+def pytest_configure(config):
+    os.environ[TEMPLATE_DIR] = tempfile.mkdtemp(prefix="mlflow-unit-template-")
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(os.environ.pop(TEMPLATE_DIR, ""), ignore_errors=True)
+
+
+@pytest.fixture
+def template():
     """A store served by MLflow: 1 experiment (+ Default), 3 runs (1 deleted), metrics, params, tags,
-    2 artifact files, a basic_auth.db with 2 users. Made once, copied per test."""
+    2 artifact files, a basic_auth.db with 2 users. Made once per worker; copy it, never change it."""
+    root = Path(os.environ[TEMPLATE_DIR]) / "store"
+    if not root.is_dir():
+        build = root.with_name(f"build-{os.getpid()}")
+        _make_template(build)
+        build.rename(root)
+    return root
+
+
+def _make_template(root):
     from mlflow.entities import Metric, Param, RunTag
     from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore as AuthStore
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
-    root = tmp_path_factory.mktemp("template")
+    root.mkdir()
     tracking = SqlAlchemyStore(f"sqlite:///{root}/mlflow.db", str(root / "mlruns"))
     experiment = tracking.create_experiment("unit")
     now = int(time.time() * 1000)
@@ -42,7 +66,6 @@ def template(tmp_path_factory):
     auth.create_user("alice", "alice-password-1")
     auth.engine.dispose()
     (root / "docker-compose.yml").write_text('services:\n  mlflow-server:\n    image: "mlops/mlflow:3.17.2"\n')
-    return root
 
 
 @pytest.fixture
