@@ -86,6 +86,18 @@ elif action == "write":
     answer(lambda: client.log_metric(args[0], "intruder", 1.0))
 elif action == "create":
     answer(lambda: client.create_experiment(args[0]))
+elif action == "doomed":
+    def doomed():
+        import os, tempfile
+        experiment = mlflow.set_experiment(args[0]).experiment_id
+        with mlflow.start_run(experiment_id=experiment) as run, tempfile.TemporaryDirectory() as scratch:
+            path = os.path.join(scratch, "doomed.txt")
+            with open(path, "w") as stream:
+                stream.write("for gc to collect\n")
+            mlflow.log_artifact(path)
+        client.delete_run(run.info.run_id)
+        return {"run_id": run.info.run_id, "experiment_id": experiment}
+    answer(doomed)
 """
 
 
