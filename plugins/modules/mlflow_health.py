@@ -137,12 +137,14 @@ options:
       - ssh runs as the user the module runs as (use C(become_user) for a member), with C(BatchMode=yes) (a
         password or passphrase prompt fails instead of hanging) and a control socket in a new private temporary
         directory, so exactly this tunnel is closed again, whatever happens in between.
+      - ssh gets C(ExitOnForwardFailure=yes), so a local port that another process holds fails the tunnel instead of
+        sending the probe and its credentials to that process.
       - When the tunnel does not open, RV(status) is V(tunnel_failed) and RV(msg) carries ssh's own message
         (for example C(Permission denied) or C(Could not request local forwarding)).
     type: dict
     suboptions:
       host:
-        description: The C(Host) alias of the ssh config.
+        description: The C(Host) alias of the ssh config. A name that starts with C(-) is refused.
         type: str
         required: true
       config:
@@ -308,8 +310,12 @@ def probe_through_tunnel(module: AnsibleModule, tunnel: dict, probe: HealthProbe
             f"ConnectTimeout={tunnel['connect_timeout']}",
             "-o",
             "ControlMaster=yes",
+            # A local port that something else holds fails the tunnel, so the probe (and its
+            # credentials) never goes to whatever holds it, whatever the ssh config says.
+            "-o",
+            "ExitOnForwardFailure=yes",
         ]
-        rc, out, err = module.run_command(ssh + options + control + ["-fN", tunnel["host"]])
+        rc, out, err = module.run_command(ssh + options + control + ["-fN", "--", tunnel["host"]])
         if rc != 0:
             return dict(
                 healthy=False,
@@ -324,7 +330,7 @@ def probe_through_tunnel(module: AnsibleModule, tunnel: dict, probe: HealthProbe
         try:
             return wait_until_healthy(probe, module.params["wait_timeout"], module.params["interval"])
         finally:
-            module.run_command(ssh + control + ["-O", "exit", tunnel["host"]])
+            module.run_command(ssh + control + ["-O", "exit", "--", tunnel["host"]])
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -388,6 +394,11 @@ def main() -> None:
     except ValueError as e:  # a proxy environment variable that is not an http:// proxy
         module.fail_json(msg=str(e))
     if p["ssh_tunnel"]:
+        if not p["ssh_tunnel"]["host"] or p["ssh_tunnel"]["host"].startswith("-"):
+            module.fail_json(
+                msg=f"ssh_tunnel.host must be the Host alias of an ssh config block, got {p['ssh_tunnel']['host']!r}; "
+                "a name that starts with '-' would be read as an option of ssh."
+            )
         result = probe_through_tunnel(module, p["ssh_tunnel"], probe)
     else:
         result = wait_until_healthy(probe, p["wait_timeout"], p["interval"])

@@ -1063,9 +1063,10 @@ def test_ssh_tunnel_is_opened_probed_through_and_closed(serve, fake_ssh, capsys)
     rc, result = run_module(capsys, url=server.url, ssh_tunnel=tunnel)
     assert rc == 0 and result["healthy"] and server.requests
     opened, closed = fake_ssh.read_text().splitlines()
-    assert opened.startswith("-F /home/alice/.ssh/config -o BatchMode=yes") and opened.endswith("-fN mlflowserver")
+    assert opened.startswith("-F /home/alice/.ssh/config -o BatchMode=yes") and opened.endswith("-fN -- mlflowserver")
+    assert "-o ExitOnForwardFailure=yes" in opened
     control = next(word for word in opened.split() if word.startswith("ControlPath="))
-    assert closed == "-F /home/alice/.ssh/config -o %s -O exit mlflowserver" % control
+    assert closed == "-F /home/alice/.ssh/config -o %s -O exit -- mlflowserver" % control
     assert not os.path.exists(os.path.dirname(control.split("=", 1)[1]))
 
 
@@ -1076,3 +1077,12 @@ def test_a_tunnel_that_does_not_open_fails_with_sshs_message(serve, fake_ssh, ca
     assert rc == 1 and result["status"] == "tunnel_failed" and not result["healthy"]
     assert "ssh mlflowserver -fN` did not open (rc 255): alice@server: Permission denied (publickey)." in result["msg"]
     assert server.requests == [] and len(fake_ssh.read_text().splitlines()) == 1
+
+
+@pytest.mark.parametrize("host", ["-oProxyCommand=touch /tmp/x", "-F/dev/null", ""])
+def test_a_tunnel_host_that_ssh_would_read_as_an_option_is_refused(serve, fake_ssh, capsys, host):
+    server = serve(mlflow_like())
+    rc, result = run_module(capsys, url=server.url, ssh_tunnel={"host": host})
+    assert rc == 1 and "ssh_tunnel.host must be the Host alias of an ssh config block" in result["msg"]
+    # Nothing ran: no ssh, no probe.
+    assert not fake_ssh.exists() and server.requests == []
