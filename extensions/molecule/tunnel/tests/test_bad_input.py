@@ -77,7 +77,21 @@ CASES = [
         "server",
         {"mlflow_server_store_dir": "/home"},
         "not a system directory such as /etc",
-        {"mlflow_server_store_dir": "/home/mlflow"},
+        {"mlflow_server_store_dir": "/srv/mlflow-b"},
+    ),
+    (
+        "store dir in a member's home",
+        "server",
+        {"mlflow_server_store_dir": "/home/alice/mlflow"},
+        "nor below /home, /root, /tmp or /var/tmp",
+        {"mlflow_server_store_dir": "/srv/mlflow-b"},
+    ),
+    (
+        "store dir below /tmp",
+        "server",
+        {"mlflow_server_store_dir": "/tmp/mlflow"},
+        "nor below /home, /root, /tmp or /var/tmp",
+        {"mlflow_server_store_dir": "/srv/mlflow-b"},
     ),
     (
         "store dir climbing out with ..",
@@ -119,6 +133,13 @@ CASES = [
         "server",
         {"mlflow_server_allowed_hosts": ["localhost:*" + INJECT]},
         "mlflow_server_allowed_hosts must be host:port patterns",
+        {"mlflow_server_allowed_hosts": ["localhost:*"]},
+    ),
+    (
+        "allowed host any",
+        "server",
+        {"mlflow_server_allowed_hosts": ["localhost:*", "*"]},
+        "without a bare '*' (any host)",
         {"mlflow_server_allowed_hosts": ["localhost:*"]},
     ),
     (
