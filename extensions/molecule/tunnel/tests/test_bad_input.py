@@ -290,6 +290,13 @@ CASES = [
         "name must be letters, digits",
         {"mlflow_team": [member(name="zoe-b")]},
     ),
+    (
+        "MLflow port for onboarding adding an sshd line",
+        "onboard",
+        {"mlflow_onboard_server_port": "500\nPermitOpen any"},
+        "mlflow_onboard_server_port (by default the server's mlflow_server_port) must be a plain number",
+        {"mlflow_onboard_server_port": 501},
+    ),
 ]
 
 
