@@ -145,13 +145,16 @@ fi
 
 # lane N SCENARIO...: the scenarios one after another, their outcomes into $logs/lane-N.
 # Each lane has its own ANSIBLE_HOME: Molecule re-installs the collection there as each
-# scenario starts, which must not happen under the other lane's running playbooks.
+# scenario starts, which must not happen under the other lane's running playbooks. A short
+# path: the scenarios' ephemeral folders are in it, and the tunnel scenario puts ssh control
+# sockets there (at most 107 bytes for a socket's path).
 # shellcheck disable=SC2030 # run() counts into the lane's copies; the file carries them out
 lane() (
   local n=$1 started=$SECONDS
   shift
-  export ANSIBLE_HOME="$root/.cache/ansible-home/lane-$n"
-  mkdir -p "$ANSIBLE_HOME"
+  ANSIBLE_HOME=$(mktemp -d /tmp/mlops-lane.XXXXXX) || exit 1
+  export ANSIBLE_HOME
+  trap 'rm -rf "$ANSIBLE_HOME"' EXIT
   results=() passed=0 failed=0
   for scenario in "$@"; do
     run "molecule-$scenario" molecule test -s "$scenario"
