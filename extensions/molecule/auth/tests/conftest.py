@@ -93,7 +93,7 @@ elif action == "doomed":
         with mlflow.start_run(experiment_id=experiment) as run, tempfile.TemporaryDirectory() as scratch:
             path = os.path.join(scratch, "doomed.txt")
             with open(path, "w") as stream:
-                stream.write("for gc to collect\n")
+                stream.write("for gc to collect")
             mlflow.log_artifact(path)
         client.delete_run(run.info.run_id)
         return {"run_id": run.info.run_id, "experiment_id": experiment}
