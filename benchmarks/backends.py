@@ -16,7 +16,7 @@ errors (no retries: MLFLOW_HTTP_REQUEST_MAX_RETRIES=0).
 
 The servers are deployed by the role itself (playbooks/site.yml, with the role's defaults: two
 workers per MLflow) into throwaway Debian 13 Docker-in-Docker targets, the platform of
-extensions/molecule/config.yml:
+extensions/molecule/config.yml (settings in shared/vars/target.yml):
   sqlite      one target, mlflow_server_backend: sqlite (mlflow.db, mlruns/);
   postgresql  the same target, purged and redeployed with the managed PostgreSQL and S3;
   swarm       two targets on one network, mlflow_server_mode: swarm, two replicas; the writers are
@@ -77,14 +77,16 @@ def sh(*argv, check=True, **kwargs):
 
 
 def target_args():
-    """docker run options of the Molecule platform (extensions/molecule/config.yml), said once there."""
-    platform = yaml.safe_load((REPO / "extensions/molecule/config.yml").read_text())["platforms"][0]
+    """docker run options of a Molecule target (extensions/molecule/shared/vars/target.yml), said once there,
+    and the image of config.yml's first platform."""
+    image = yaml.safe_load((REPO / "extensions/molecule/config.yml").read_text())["platforms"][0]["image"]
+    platform = yaml.safe_load((REPO / "extensions/molecule/shared/vars/target.yml").read_text())["target_container"]
     args = [f"--cap-add={cap}" for cap in platform["capabilities"]]
     args += [f"--security-opt={opt}" for opt in platform["security_opts"]]
     args += [f"--cgroupns={platform['cgroupns_mode']}"]
     args += [f"--tmpfs={path}" for path in platform["tmpfs"]]
     args += [f"--volume={volume}" for volume in platform["volumes"]]
-    return args, platform["image"]
+    return args, image
 
 
 def start_targets(names):

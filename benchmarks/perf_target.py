@@ -7,7 +7,7 @@
 """Shared by the performance benchmarks (converge.py, writers.py, workers_sweep.py, onboard.py, data_safety.py,
 auth.py); not run by itself.
 
-A throwaway Debian 13 target container (the platform of extensions/molecule/config.yml) that
+A throwaway Debian 13 target container (a Molecule target: extensions/molecule/shared) that
 plays the lab server: sshd runs in it and takes a generated root key, so Ansible reaches it
 with its ssh connection (not docker exec), as it reaches a real server. Before any timing,
 the server role's own docker.yml installs Docker and Compose into it, and the MLflow image is
@@ -198,14 +198,16 @@ class Target:
         """The Debian 13 Molecule platform with sshd, Docker and the MLflow image; not timed."""
         self.remove()
         config = yaml.safe_load((REPO / "extensions/molecule/config.yml").read_text())
-        platform = next(p for p in config["platforms"] if p["name"] == "debian13")
+        image = next(p for p in config["platforms"] if p["name"] == "debian13")["image"]
+        target = REPO / "extensions/molecule/shared/vars/target.yml"
+        platform = yaml.safe_load(target.read_text())["target_container"]
         command = ["docker", "run", "-d", "--name", self.name, "--hostname", self.name]
         command += ["--cgroupns", platform["cgroupns_mode"]]
         command += [f"--cap-add={cap}" for cap in platform["capabilities"]]
         command += [f"--security-opt={opt}" for opt in platform["security_opts"]]
         command += [f"--tmpfs={path}" for path in platform["tmpfs"]]
         command += [f"--volume={volume}" for volume in platform["volumes"]]
-        sh(*command, platform["image"], platform["command"])
+        sh(*command, image, platform["command"])
         for _attempt in range(120):
             state = self.exec("systemctl is-system-running", check=False).stdout.strip()
             if state in ("running", "degraded"):

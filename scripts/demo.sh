@@ -85,10 +85,14 @@ step "demo: starting the throwaway target $target (mlops-target:trixie, systemd 
 if [ "$(docker inspect -f '{{.State.Running}}' "$target" 2>/dev/null)" != true ]; then
   docker rm -f -v "$target" >/dev/null 2>&1 || true
   rm -f "$demo/known_hosts"
-  # The same capability flags as the Molecule platforms (extensions/molecule/config.yml).
+  # The same capabilities as the Molecule targets (extensions/molecule/shared/vars/target.yml).
   mapfile -t caps < <(python -c 'import yaml, sys
-for cap in yaml.safe_load(open(sys.argv[1]))["platforms"][0]["capabilities"]:
-    print("--cap-add=" + cap)' extensions/molecule/config.yml)
+for cap in yaml.safe_load(open(sys.argv[1]))["target_container"]["capabilities"]:
+    print("--cap-add=" + cap)' extensions/molecule/shared/vars/target.yml)
+  if [ ${#caps[@]} -eq 0 ]; then
+    echo "demo: no capabilities read from extensions/molecule/shared/vars/target.yml" >&2
+    exit 1
+  fi
   docker run -d --name "$target" --hostname mlflow-demo "${caps[@]}" \
     --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
     --cgroupns host -v /sys/fs/cgroup:/sys/fs/cgroup:rw \
