@@ -44,6 +44,9 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "extensions" / "molecule" / "shared"))
+from target_args import target_args as shared_target_args  # noqa: E402
+
 BIN = Path(sys.executable).parent
 IMAGES = REPO / ".cache" / "images"
 LOGS = REPO / ".cache" / "benchmarks"
@@ -77,16 +80,10 @@ def sh(*argv, check=True, **kwargs):
 
 
 def target_args():
-    """docker run options of a Molecule target (extensions/molecule/shared/vars/target.yml), said once there,
-    and the image of config.yml's first platform."""
+    """docker run options of a Molecule target (extensions/molecule/shared/target_args.py) and the image of
+    config.yml's first platform."""
     image = yaml.safe_load((REPO / "extensions/molecule/config.yml").read_text())["platforms"][0]["image"]
-    platform = yaml.safe_load((REPO / "extensions/molecule/shared/vars/target.yml").read_text())["target_container"]
-    args = [f"--cap-add={cap}" for cap in platform["capabilities"]]
-    args += [f"--security-opt={opt}" for opt in platform["security_opts"]]
-    args += [f"--cgroupns={platform['cgroupns_mode']}"]
-    args += [f"--tmpfs={path}" for path in platform["tmpfs"]]
-    args += [f"--volume={volume}" for volume in platform["volumes"]]
-    return args, image
+    return shared_target_args(), image
 
 
 def start_targets(names):

@@ -33,6 +33,9 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "extensions" / "molecule" / "shared"))
+from target_args import target_args, target_command  # noqa: E402
+
 BIN = Path(sys.executable).parent
 IMAGE_TAG = "3.17.2"
 IMAGE = f"mlops/mlflow:{IMAGE_TAG}"
@@ -199,15 +202,8 @@ class Target:
         self.remove()
         config = yaml.safe_load((REPO / "extensions/molecule/config.yml").read_text())
         image = next(p for p in config["platforms"] if p["name"] == "debian13")["image"]
-        target = REPO / "extensions/molecule/shared/vars/target.yml"
-        platform = yaml.safe_load(target.read_text())["target_container"]
-        command = ["docker", "run", "-d", "--name", self.name, "--hostname", self.name]
-        command += ["--cgroupns", platform["cgroupns_mode"]]
-        command += [f"--cap-add={cap}" for cap in platform["capabilities"]]
-        command += [f"--security-opt={opt}" for opt in platform["security_opts"]]
-        command += [f"--tmpfs={path}" for path in platform["tmpfs"]]
-        command += [f"--volume={volume}" for volume in platform["volumes"]]
-        sh(*command, image, platform["command"])
+        command = ["docker", "run", "-d", "--name", self.name, "--hostname", self.name, *target_args()]
+        sh(*command, image, target_command())
         for _attempt in range(120):
             state = self.exec("systemctl is-system-running", check=False).stdout.strip()
             if state in ("running", "degraded"):

@@ -85,18 +85,13 @@ step "demo: starting the throwaway target $target (mlops-target:trixie, systemd 
 if [ "$(docker inspect -f '{{.State.Running}}' "$target" 2>/dev/null)" != true ]; then
   docker rm -f -v "$target" >/dev/null 2>&1 || true
   rm -f "$demo/known_hosts"
-  # The same capabilities as the Molecule targets (extensions/molecule/shared/vars/target.yml).
-  mapfile -t caps < <(python -c 'import yaml, sys
-for cap in yaml.safe_load(open(sys.argv[1]))["target_container"]["capabilities"]:
-    print("--cap-add=" + cap)' extensions/molecule/shared/vars/target.yml)
-  if [ ${#caps[@]} -eq 0 ]; then
-    echo "demo: no capabilities read from extensions/molecule/shared/vars/target.yml" >&2
+  # The same container settings as the Molecule targets (extensions/molecule/shared/vars/target.yml).
+  mapfile -t target_flags < <(python extensions/molecule/shared/target_args.py)
+  if [ ${#target_flags[@]} -eq 0 ]; then
+    echo "demo: no container settings read from extensions/molecule/shared/vars/target.yml" >&2
     exit 1
   fi
-  docker run -d --name "$target" --hostname mlflow-demo "${caps[@]}" \
-    --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
-    --cgroupns host -v /sys/fs/cgroup:/sys/fs/cgroup:rw \
-    --tmpfs /run --tmpfs /run/lock -v /var/lib/docker \
+  docker run -d --name "$target" --hostname mlflow-demo "${target_flags[@]}" \
     mlops-target:trixie /sbin/init >/dev/null
 fi
 # systemd's bus appears a moment after the container starts.
