@@ -22,6 +22,8 @@ def secrets(host):
         "first admin password": FIRST_ADMIN_PASSWORD,
         "second admin password": SECOND_ADMIN_PASSWORD,
         "Flask session key": host.check_output(f"cat {STORE}/secrets/flask_secret_key").strip(),
+        "AI Gateway passphrase": host.check_output(f"cat {STORE}/secrets/kek_passphrase").strip(),
+        "webhook secrets' key": host.check_output(f"cat {STORE}/secrets/webhook_key").strip(),
     }
     ann = subprocess.run(
         ["docker", "exec", PC, "sed", "-n", "s/^mlflow_tracking_password *= *//p", "/home/ann/.mlflow/credentials"],

@@ -157,6 +157,29 @@ CASES = [
         {"mlflow_server_env": {"TZ": "UTC"}},
     ),
     (
+        "environment that sets the Gateway's passphrase",
+        "server",
+        {"mlflow_server_env": {"MLFLOW_CRYPTO_KEK_PASSPHRASE": "a-passphrase-in-the-compose-file-0123456789"}},
+        "mlflow_server_env must not set MLFLOW_CRYPTO_KEK_PASSPHRASE",
+        {"mlflow_server_env": {"TZ": "UTC"}},
+    ),
+    (
+        "Gateway passphrase shorter than 32 characters",
+        "server",
+        {"mlflow_server_kek_passphrase": "short-passphrase"},
+        "mlflow_server_kek_passphrase must be empty (the role then generates one) or a one-line passphrase of at least",
+        {"mlflow_server_kek_passphrase": "a-passphrase-from-the-vault-0123456789"},
+    ),
+    (
+        "webhook key that is no Fernet key",
+        "server",
+        {"mlflow_server_webhook_key": "not-a-fernet-key" + INJECT},
+        "mlflow_server_webhook_key must be empty (the role then generates one) or a Fernet key",
+        # No other key is valid on a deployed server (the role refuses to replace the one MLflow
+        # has: auth test_9); the Gateway switch shows that the fingerprint sees a change.
+        {"mlflow_server_ai_gateway": False},
+    ),
+    (
         "extra argument with a newline",
         "server",
         {"mlflow_server_extra_args": ["--x" + INJECT]},
