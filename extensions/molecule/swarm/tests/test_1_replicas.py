@@ -1,8 +1,11 @@
 """The replica set as deployed: one replica per node, one database and one bucket behind both,
 one secret key and one user database, the schema migrated once, and each node's port off the network."""
 
+import json
 import os
+import re
 import subprocess
+import time
 import uuid
 
 import requests
@@ -111,3 +114,80 @@ def test_the_join_tokens_never_show_in_the_output_even_with_vvv():
     # The search would find them: -vvv shows module arguments and results, the Swarm's among them.
     assert '"module_args": {' in out and "Join the Docker Swarm of" in out
     assert [role for role, token in tokens.items() if token in out] == []
+
+
+def lan_interface(node):
+    """The node's interface on the network the nodes share, and its IPv4 address there."""
+    address = subprocess.run(
+        ["docker", "inspect", "-f", '{{(index .NetworkSettings.Networks "mlflow-swarm-lan").IPAddress}}', node],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    [line] = [line for line in on(node, "ip -o -4 addr show").splitlines() if f" {address}/" in line]
+    return line.split()[1]
+
+
+def with_ipv6(node):
+    """IPv6 on, as on a real lab server (a target container starts with it off): in the node's
+    network namespace, from outside; returns the interface's link-local address once usable."""
+    pid = subprocess.run(
+        ["docker", "inspect", "-f", "{{.State.Pid}}", node], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    switch_on = "for f in /proc/sys/net/ipv6/conf/*/disable_ipv6; do echo 0 > $f; done"
+    subprocess.run(["nsenter", "-t", pid, "-n", "sh", "-c", switch_on], check=True)
+    interface = lan_interface(node)
+    for _ in range(30):
+        shown = on(node, f"ip -6 -o addr show dev {interface} scope link")
+        if "fe80::" in shown and "tentative" not in shown:
+            return interface, shown.split()[3].split("/")[0]
+        time.sleep(1)
+    raise AssertionError(f"{node}: no usable link-local address on {interface}")
+
+
+def healthy_on_loopback(node):
+    probe = "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:500/health', timeout=5).status)"
+    for _ in range(90):
+        if on(node, f'python3 -c "{probe}" 2>/dev/null', check=False).strip() == "200":
+            return
+        time.sleep(2)
+    raise AssertionError(f"{node}: MLflow did not answer on 127.0.0.1:500")
+
+
+def test_the_replicas_port_stays_off_the_network_on_ipv6_too():
+    """Docker publishes the replicas' port on [::] too. The guard drops it there as well; the
+    control takes the IPv6 rule away and the worker reaches the manager's MLflow over IPv6."""
+    (_, manager_address), (worker_interface, _) = with_ipv6(MANAGER), with_ipv6(WORKER)
+    # The replicas publish their port again, now that the nodes have IPv6.
+    on(MANAGER, "docker service update --force --quiet mlflow_mlflow-server")
+    for node in NODES:
+        healthy_on_loopback(node)
+    probe = (
+        "import socket; s = socket.socket(socket.AF_INET6); s.settimeout(3); "
+        f"print(s.connect_ex(('{manager_address}', 500, 0, socket.if_nametoindex('{worker_interface}'))))"
+    )
+    rule = "PREROUTING -p tcp --dport 500 ! -i lo -j DROP"
+    assert "-A PREROUTING ! -i lo -p tcp -m tcp --dport 500 -j DROP" in on(MANAGER, "ip6tables -t raw -S PREROUTING")
+    assert on(WORKER, f'python3 -c "{probe}"').strip() != "0"
+    on(MANAGER, f"ip6tables -t raw -D {rule}")
+    try:
+        assert on(WORKER, f'python3 -c "{probe}"').strip() == "0"
+    finally:
+        on(MANAGER, "systemctl restart mlflow-loopback-guard.service")
+    assert on(WORKER, f'python3 -c "{probe}"').strip() != "0"
+
+
+def test_the_overlay_network_between_the_nodes_is_encrypted(clients):
+    """The replicas reach PostgreSQL and S3 on the manager over an IPsec-encrypted overlay: the
+    network says so, and traffic between the nodes goes through the kernel's IPsec states."""
+    options = on(MANAGER, "docker network inspect -f '{{json .Options}}' mlflow-swarm-private")
+    assert "encrypted" in json.loads(options), options
+    assert "mlflow-swarm" not in on(MANAGER, "docker network ls --format '{{.Name}}'").split()
+    # Traffic from the worker's replica to PostgreSQL on the manager.
+    experiment = clients[WORKER].create_experiment(f"over-ipsec-{uuid.uuid4().hex[:8]}")
+    assert clients[MANAGER].get_experiment(experiment).experiment_id == experiment
+    for node in NODES:
+        states = on(node, "ip -s xfrm state")
+        assert "proto esp" in states, f"{node}: {states}"
+        carried = [int(n) for n in re.findall(r"lifetime current:\s+(\d+)\(bytes\)", states)]
+        assert sum(carried) > 0, f"{node}: {states}"
