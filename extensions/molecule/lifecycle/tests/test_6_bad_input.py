@@ -74,6 +74,15 @@ CASES = [
         ["mlflow_server_restore_from", "written by MLflow 3.17.2, newer than MLflow 2.22.1 knows"],
     ),
     (
+        "database URI with a password in its query",
+        "site.yml",
+        {
+            "mlflow_server_backend": "postgresql",
+            "mlflow_server_db_uri": "postgresql://mlflow@db.example:5432/mlflow?sslmode=verify-full&password=leaked-1",
+        },
+        ["mlflow_server_db_uri must not carry a password (password=, sslpassword=, passfile=) in its query"],
+    ),
+    (
         "relative fetch dir",
         "backup.yml",
         {"mlflow_server_backup_fetch_dir": "fetched"},

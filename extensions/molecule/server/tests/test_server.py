@@ -319,6 +319,7 @@ def test_opting_out_reopens_the_hole_and_opting_in_closes_it(host):
         result, report, _failed = converge(host, "mlflow_server_loopback_guard=false")
         assert result.returncode == 0, result.stderr[-600:]
         assert not host.file(f"/etc/systemd/system/{GUARD}").exists
+        assert not host.file("/etc/systemd/system/mlflow-loopback-guard-check.timer").exists
         assert neighbour.syn("127.0.0.1", 500), "with the guard off this engine answers the LAN"
         assert neighbour.syn(container_address(host), 5000)
         result, report, _failed = converge(host)

@@ -107,6 +107,19 @@ def test_members_still_log_runs_through_the_tunnel_with_the_guard_on(host, tunne
     assert_run_lands_on_the_server(host, ports()[0], tmp_path)
 
 
+def test_guard_comes_back_within_a_minute_after_a_firewall_flush(host, neighbour):
+    """A firewall reload (here a flush of the raw table's PREROUTING chain) takes the rules away
+    while the guard's unit stays active; its timer puts them back."""
+    host.check_output("iptables -t raw -F PREROUTING")
+    assert host.service(GUARD).is_running
+    # The control: right after the flush, the hole is open.
+    assert not guard_rule_present(host)
+    assert neighbour.syn("127.0.0.1", MLFLOW)
+    assert wait_for(lambda: guard_rule_present(host), 75), "the guard's rules did not come back"
+    assert not neighbour.syn("127.0.0.1", MLFLOW)
+    assert not neighbour.syn(container_address(host.backend.get_hostname()), IN_CONTAINER)
+
+
 def test_guard_survives_a_docker_restart(host, neighbour):
     host.check_output("systemctl restart docker")
     assert wait_for(lambda: mlflow_healthy(host), 180), "MLflow is not healthy after the Docker restart"
