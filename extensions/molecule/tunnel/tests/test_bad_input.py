@@ -180,6 +180,13 @@ CASES = [
         {"mlflow_server_ai_gateway": False},
     ),
     (
+        "extra argument that drops MLflow's security middleware",
+        "server",
+        {"mlflow_server_extra_args": ["--gunicorn-opts", "--timeout 120"]},
+        "mlflow_server_extra_args must not use --gunicorn-opts, --waitress-opts or --dev",
+        {"mlflow_server_extra_args": ["--uvicorn-opts", "--timeout-keep-alive 120"]},
+    ),
+    (
         "extra argument with a newline",
         "server",
         {"mlflow_server_extra_args": ["--x" + INJECT]},
