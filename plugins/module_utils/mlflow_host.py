@@ -147,9 +147,12 @@ def unprivileged_port_start(path="/proc/sys/net/ipv4/ip_unprivileged_port_start"
         return None
 
 
-def file_facts(paths):
+def file_facts(paths, secret_paths=(), digest_key=None):
+    """Mode, owner and SHA-1 per path. For secret_paths the SHA-1 covers digest_key, then the
+    content: a caller that knows the key can compare it with what it expects, and the digest,
+    which Ansible shows with -v, cannot be checked against guesses of the secret."""
     found = {}
-    for path in paths:
+    for path in list(paths) + [path for path in secret_paths if path not in paths]:
         try:
             stat = os.stat(path)
         except OSError:
@@ -158,6 +161,8 @@ def file_facts(paths):
         digest = None
         if os.path.isfile(path):
             sha = hashlib.sha1()  # noqa: S324 - compared with Ansible's own checksums, not for security
+            if path in secret_paths:
+                sha.update(digest_key.encode())
             with open(path, "rb") as handle:
                 for chunk in iter(lambda: handle.read(1 << 20), b""):
                     sha.update(chunk)
@@ -187,6 +192,6 @@ def read_host(params, run, which):
         "network": network(params.get("network"), run, which),
         "iptables_rules": iptables_rules(params.get("iptables_rules") or [], run, which),
         "unprivileged_port_start": unprivileged_port_start(),
-        "files": file_facts(params.get("files") or []),
+        "files": file_facts(params.get("files") or [], params.get("secret_files") or [], params.get("digest_key")),
         "store": store_info(params["store_dir"]),
     }

@@ -59,6 +59,21 @@ options:
     type: list
     elements: path
     default: []
+  secret_files:
+    description:
+      - Files that hold secrets, read like O(files) and reported with them. Their C(sha1) is the SHA-1 of
+        O(digest_key) followed by the content, so the result, which Ansible shows with C(-v), holds no
+        digest that could be checked against guesses of a secret offline.
+      - The caller compares it with the SHA-1 of the key followed by the content it expects.
+    type: list
+    elements: path
+    default: []
+    version_added: 0.5.0
+  digest_key:
+    description:
+      - A random value, new for each run, that keys the digests of O(secret_files). Required with them.
+    type: str
+    version_added: 0.5.0
 seealso:
   - module: mlops.mlflow.mlflow_store_info
 """
@@ -136,7 +151,9 @@ unprivileged_port_start:
   sample: 1024
   version_added: 0.5.0
 files:
-  description: Per file, C(exists), C(mode), C(owner) and C(sha1).
+  description:
+    - Per file, C(exists), C(mode), C(owner) and C(sha1).
+    - For O(secret_files), C(sha1) covers O(digest_key) first, then the content.
   returned: always
   type: dict
 store:
@@ -161,6 +178,8 @@ def main():
             network=dict(type="str"),
             iptables_rules=dict(type="list", elements="str", default=[]),
             files=dict(type="list", elements="path", default=[]),
+            secret_files=dict(type="list", elements="path", default=[]),
+            digest_key=dict(type="str", no_log=True),
         ),
         supports_check_mode=True,
     )
@@ -169,6 +188,8 @@ def main():
         rc, out, err = module.run_command(argv)
         return rc, out, err
 
+    if module.params["secret_files"] and not module.params["digest_key"]:
+        module.fail_json(msg="digest_key is required with secret_files: give a random value, new for each run.")
     module.exit_json(changed=False, **read_host(module.params, run, module.get_bin_path))
 
 

@@ -130,6 +130,17 @@ def test_files_mode_owner_and_the_sha1_ansible_uses(tmp_path):
     assert host.file_facts([str(tmp_path)])[str(tmp_path)]["sha1"] is None
 
 
+def test_a_secret_files_digest_is_keyed_and_shows_nothing_to_check_guesses_against(tmp_path):
+    secret = tmp_path / "admin_password"
+    secret.write_text("first-Admin-secret-7")
+    key = "a-random-key-for-this-run"
+    found = host.file_facts([], [str(secret)], key)[str(secret)]["sha1"]
+    assert found == hashlib.sha1(key.encode() + b"first-Admin-secret-7").hexdigest()
+    # The control: the plain digest, which a guess could be checked against, is what it replaces.
+    plain = host.file_facts([str(secret)])[str(secret)]["sha1"]
+    assert plain == hashlib.sha1(b"first-Admin-secret-7").hexdigest() and found != plain
+
+
 def test_image_facts_come_from_the_cache_of_that_image_id(tmp_path):
     (tmp_path / f"{IMAGE_ID[7:]}.v2.json").write_text('{"version": "3.17.2"}')
     assert host.image_facts(str(tmp_path), IMAGE_ID) == {"version": "3.17.2"}
