@@ -72,7 +72,7 @@ def create_webhook(host, name):
     hook = {
         "name": name,
         "url": "https://1.1.1.1/mlflow-hook",
-        "events": [{"entity": "model_version", "action": "created"}],
+        "events": [{"entity": "MODEL_VERSION", "action": "CREATED"}],
         "secret": f"{name}-signing-secret",
     }
     status, body = api(host, WEBHOOKS, *AS_ADMIN, "POST", hook)
