@@ -12,6 +12,16 @@ import requests
 from conftest import ADMIN, MANAGER, NODES, PROJECT, WORKER, on, psql, replica
 
 
+def lan_address(node):
+    """The node's IPv4 address on the network the nodes share."""
+    return subprocess.run(
+        ["docker", "inspect", "-f", '{{(index .NetworkSettings.Networks "mlflow-swarm-lan").IPAddress}}', node],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+
+
 def test_one_replica_runs_on_each_node_and_answers_on_its_loopback(relays):
     tasks = on(
         MANAGER,
@@ -76,12 +86,7 @@ def test_the_schema_was_migrated_once_before_the_replicas_started():
 def test_the_replicas_ports_stay_off_the_network():
     """Swarm publishes a host-mode port on every address; the guard drops what arrives from the network."""
     # Its address on the network the nodes share (docker_gwbridge has the same subnet on every node).
-    manager_ip = subprocess.run(
-        ["docker", "inspect", "-f", '{{(index .NetworkSettings.Networks "mlflow-swarm-lan").IPAddress}}', MANAGER],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    manager_ip = lan_address(MANAGER)
     assert manager_ip
     probe = f"import socket; s = socket.socket(); s.settimeout(3); print(s.connect_ex(('{manager_ip}', 500)))"
     assert on(WORKER, f'python3 -c "{probe}"').strip() != "0"
@@ -117,13 +122,8 @@ def test_the_join_tokens_never_show_in_the_output_even_with_vvv():
 
 
 def lan_interface(node):
-    """The node's interface on the network the nodes share, and its IPv4 address there."""
-    address = subprocess.run(
-        ["docker", "inspect", "-f", '{{(index .NetworkSettings.Networks "mlflow-swarm-lan").IPAddress}}', node],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    """The node's interface on the network the nodes share."""
+    address = lan_address(node)
     [line] = [line for line in on(node, "ip -o -4 addr show").splitlines() if f" {address}/" in line]
     return line.split()[1]
 
