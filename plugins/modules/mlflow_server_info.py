@@ -178,7 +178,7 @@ def main():
             network=dict(type="str"),
             iptables_rules=dict(type="list", elements="str", default=[]),
             files=dict(type="list", elements="path", default=[]),
-            secret_files=dict(type="list", elements="path", default=[]),
+            secret_files=dict(type="list", elements="path", default=[], no_log=False),
             digest_key=dict(type="str", no_log=True),
         ),
         supports_check_mode=True,

@@ -51,7 +51,7 @@ def decrypt(host, secret_id):
 
 
 def wait_healthy(host):
-    for _ in range(90):
+    for _attempt in range(90):
         if api(host, "/health")[0] == 200:
             return
         time.sleep(2)
@@ -65,7 +65,7 @@ def uses_default_passphrase(host):
 
 
 def list_webhooks(host, times):
-    return [api(host, WEBHOOKS, *AS_ADMIN)[0] for _ in range(times)]
+    return [api(host, WEBHOOKS, *AS_ADMIN)[0] for _attempt in range(times)]
 
 
 def create_webhook(host, name):

@@ -137,7 +137,7 @@ def with_ipv6(node):
     switch_on = "for f in /proc/sys/net/ipv6/conf/*/disable_ipv6; do echo 0 > $f; done"
     subprocess.run(["nsenter", "-t", pid, "-n", "sh", "-c", switch_on], check=True)
     interface = lan_interface(node)
-    for _ in range(30):
+    for _attempt in range(30):
         shown = on(node, f"ip -6 -o addr show dev {interface} scope link")
         if "fe80::" in shown and "tentative" not in shown:
             return interface, shown.split()[3].split("/")[0]
@@ -147,7 +147,7 @@ def with_ipv6(node):
 
 def healthy_on_loopback(node):
     probe = "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:500/health', timeout=5).status)"
-    for _ in range(90):
+    for _attempt in range(90):
         if on(node, f'python3 -c "{probe}" 2>/dev/null', check=False).strip() == "200":
             return
         time.sleep(2)
@@ -157,7 +157,8 @@ def healthy_on_loopback(node):
 def test_the_replicas_port_stays_off_the_network_on_ipv6_too():
     """Docker publishes the replicas' port on [::] too. The guard drops it there as well; the
     control takes the IPv6 rule away and the worker reaches the manager's MLflow over IPv6."""
-    (_, manager_address), (worker_interface, _) = with_ipv6(MANAGER), with_ipv6(WORKER)
+    manager_address = with_ipv6(MANAGER)[1]
+    worker_interface = with_ipv6(WORKER)[0]
     # The replicas publish their port again, now that the nodes have IPv6.
     on(MANAGER, "docker service update --force --quiet mlflow_mlflow-server")
     for node in NODES:
