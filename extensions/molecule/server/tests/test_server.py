@@ -67,8 +67,16 @@ def test_compose_file_keeps_its_promises(host):
     assert service["container_name"] == "mlflow-server"
     assert service["restart"] == "unless-stopped"
     assert service["ports"] == ["127.0.0.1:500:5000"]
-    # The directory, not the db file alone: SQLite's journal lives beside it.
-    assert service["volumes"] == [f"{STORE}:/mlflow"]
+    # The directory, not the db file alone: SQLite's journal lives beside it. The secrets folder,
+    # read-only, holds MLflow 3's keys even without authentication.
+    assert service["volumes"] == [f"{STORE}:/mlflow", f"{STORE}/secrets:/run/mlflow:ro"]
+    exports = command[2]
+    for name, path in [
+        ("MLFLOW_CRYPTO_KEK_PASSPHRASE", "kek_passphrase"),
+        ("MLFLOW_CRYPTO_KEK_VERSION", "kek_version"),
+        ("MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY", "webhook_key"),
+    ]:
+        assert f'export {name}="$(cat /run/mlflow/{path})"' in exports
     assert command[command.index("--backend-store-uri") + 1] == "sqlite:////mlflow/mlflow.db"
     assert "--serve-artifacts" in command
     assert command[command.index("--artifacts-destination") + 1] == "/mlflow/mlruns"
