@@ -4,6 +4,7 @@ as its ssh tunnel reaches it), commands on the nodes, and the replicas' containe
 test_1 checks the set as deployed; test_2 kills the worker, so it runs last."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +26,21 @@ def on(node, command, check=True):
     if check:
         assert result.returncode == 0, f"{node}: {command}: {result.stdout[-1500:]}{result.stderr[-1500:]}"
     return result.stdout
+
+
+def site(*args):
+    """ansible-playbook playbooks/site.yml on both nodes from the repo root, as the README writes
+    it, plus args; returns the run and its whole output."""
+    run = subprocess.run(
+        ["ansible-playbook", *args, "playbooks/site.yml", "-i", os.environ["MOLECULE_INVENTORY_FILE"]],
+        cwd=PROJECT,
+        env={"PATH": os.environ["PATH"], "HOME": "/tmp", "LANG": "C.UTF-8", "ANSIBLE_NOCOLOR": "1"},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return run, run.stdout + run.stderr
 
 
 def replica(node):

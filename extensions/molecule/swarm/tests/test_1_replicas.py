@@ -9,7 +9,7 @@ import time
 import uuid
 
 import requests
-from conftest import ADMIN, MANAGER, NODES, PROJECT, WORKER, on, psql, replica
+from conftest import ADMIN, MANAGER, NODES, WORKER, on, psql, replica, site
 
 
 def lan_address(node):
@@ -105,16 +105,7 @@ def test_the_join_tokens_never_show_in_the_output_even_with_vvv():
     """A join token lets any host join the Swarm as a node and run the replicas' secrets."""
     tokens = {role: on(MANAGER, f"docker swarm join-token -q {role}").strip() for role in ("worker", "manager")}
     assert all(token.startswith("SWMTKN-") for token in tokens.values())
-    run = subprocess.run(
-        ["ansible-playbook", "-vvv", "playbooks/site.yml", "-i", os.environ["MOLECULE_INVENTORY_FILE"]],
-        cwd=PROJECT,
-        env={"PATH": os.environ["PATH"], "HOME": "/tmp", "LANG": "C.UTF-8", "ANSIBLE_NOCOLOR": "1"},
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    out = run.stdout + run.stderr
+    run, out = site("-vvv")
     assert run.returncode == 0, run.stdout[-3000:]
     # The search would find them: -vvv shows module arguments and results, the Swarm's among them.
     assert '"module_args": {' in out and "Join the Docker Swarm of" in out
@@ -189,17 +180,7 @@ def test_an_encrypted_overlay_is_refused_before_any_change_where_the_kernel_has_
         "docker network ls --format '{{.Name}}' | sort; docker service ls --format '{{.Name}} {{.Replicas}}'"
     )
     before = on(MANAGER, fingerprint)
-    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
-    run = subprocess.run(
-        ["ansible-playbook", "playbooks/site.yml", "-i", inventory, "-e", "mlflow_server_swarm_encrypted=true"],
-        cwd=PROJECT,
-        env={"PATH": os.environ["PATH"], "HOME": "/tmp", "LANG": "C.UTF-8", "ANSIBLE_NOCOLOR": "1"},
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    out = run.stdout + run.stderr
+    run, out = site("-e", "mlflow_server_swarm_encrypted=true")
     assert run.returncode != 0, out[-3000:]
     for node in NODES:
         assert f"the kernel of {node} cannot run IPsec ESP with AES-GCM" in out, out[-3000:]
