@@ -109,7 +109,7 @@ timed("restore: swap_in again, the store's data moved aside by rename", swap_in,
 timed("restore: store_info (counts of the restored store)", store_info, scratch)
 timed("backup: create_backup of the live store (whole)", create_backup, "/opt/mlflow", scratch + "-b", "profile")
 snap = "/var/tmp/bench-profile/snap.db"
-timed("backup: online backup + integrity_check of mlflow.db", _snapshot, "/opt/mlflow/mlflow.db", snap)
+timed("backup: online backup + integrity_check of mlflow.db", _snapshot, "/opt/mlflow/db/mlflow.db", snap)
 timed("backup: copytree mlruns/", shutil.copytree, "/opt/mlflow/mlruns", "/var/tmp/bench-profile/mlruns-copy")
 timed("backup: sha256 of every file", _files, "/var/tmp/bench-profile/mlruns-copy")
 timed("MLflow: docker stop mlflow-server", subprocess.run, ["docker", "stop", "mlflow-server"], capture_output=True)
@@ -198,7 +198,7 @@ def main():
             stdin=FILL,
         )
         figures["fill_s"] = round(time.monotonic() - started, 1)
-        figures["db_bytes"] = int(target.exec("stat -c %s /opt/mlflow/mlflow.db").stdout)
+        figures["db_bytes"] = int(target.exec("stat -c %s /opt/mlflow/db/mlflow.db").stdout)
         log(f"filled in {figures['fill_s']} s; mlflow.db {figures['db_bytes']} bytes")
 
         new = {"mlflow_server_image": IMAGE}

@@ -99,9 +99,15 @@ EOF
 # The same steps for a Compose file the role rendered (captured from the target after a converge).
 STORE_UP = r"""set -e
 D=%(store)s
-install -d -m 0755 "$D"
-touch "$D/mlflow.db" && chmod 0666 "$D/mlflow.db"
-install -d -m 0777 "$D/mlruns"
+install -d -m 0700 "$D" "$D/secrets"
+install -d -m 0777 "$D/db" "$D/mlruns"
+touch "$D/db/mlflow.db" && chmod 0666 "$D/db/mlflow.db"
+# The key files the role's Compose file mounts (keys.yml makes them; Compose never creates one).
+python3 -c 'import base64, os, secrets, sys
+for name, value in (("kek_passphrase", secrets.token_urlsafe(48)), ("kek_version", "1"),
+                    ("webhook_key", base64.urlsafe_b64encode(os.urandom(32)).decode())):
+    with open(os.path.join(sys.argv[1], name), "w") as handle:
+        handle.write(value)' "$D/secrets"
 cat > "$D/docker-compose.yml" <<'EOF'
 %(compose)s
 EOF
@@ -286,8 +292,8 @@ class Target:
         return time.monotonic() - started
 
     def start_compose(self, compose_text):
-        """The role's store layout (store.yml: dir, mlflow.db 0666, mlruns/ 0777) and a Compose file the
-        role rendered, brought up over one ssh session and polled like the recipe; returns seconds."""
+        """The role's store layout (store.yml: dir, db/mlflow.db 0666, mlruns/ 0777, keys.yml's files) and a
+        Compose file the role rendered, brought up over one ssh session and polled like the recipe; returns seconds."""
         script = STORE_UP % {"store": STORE, "compose": compose_text}
         started = time.monotonic()
         self.ssh("bash -s", stdin=script)

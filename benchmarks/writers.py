@@ -14,7 +14,7 @@ Then, --repeat rounds, the configurations in a rotated order each round:
 
   recipe      the seed's manual recipe (MLflow's default workers, 4; perf_target.RECIPE);
   role wN     the role's own docker-compose.yml for mlflow_server_workers=N, on the role's store
-              layout (store.yml: mlflow.db 0666, mlruns/ 0777);
+              layout (store.yml: db/mlflow.db 0666, mlruns/ 0777);
   wN-nojobs   (--jobs-off) the role's file for the first --workers value with
               mlflow_server_job_execution=false (the role then sets MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false):
               MLflow 3.17.2 otherwise starts a job runner with 7 huey consumers beside the uvicorn

@@ -74,8 +74,10 @@ options:
 options:
   store_dir:
     description:
-      - The store directory. It holds C(mlflow.db) and C(basic_auth.db) (SQLite), C(mlruns/) (local artifacts),
+      - The store directory. It holds C(db/mlflow.db) and C(db/basic_auth.db) (SQLite), C(mlruns/) (local artifacts),
         C(docker-compose.yml), and the data of the managed PostgreSQL and S3 in C(postgres/) and C(s3/).
+      - A store of a release before 0.5.0 has its databases at the top, not in C(db/); the modules read them there
+        until O(mlops.mlflow.mlflow_restore#module:state=db_dir) moves them.
     type: path
     required: true
 """

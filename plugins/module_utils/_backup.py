@@ -42,6 +42,7 @@ from ansible_collections.mlops.mlflow.plugins.module_utils._store_read import (
     StoreError,
     count_files,
     database_info,
+    db_path,
     integrity,
     utc_stamp,
 )
@@ -378,7 +379,7 @@ def _snapshot_sqlite(store_dir, partial):
     """The SQLite databases into the backup; returns (schema revision, counts, auth facts or None)."""
     facts = {}
     for db in DATABASES:
-        source = os.path.join(store_dir, db)
+        source = db_path(store_dir, db)
         if os.path.islink(source):
             raise StoreError(f"{source} is a symbolic link; a store's database is a plain file. Nothing was backed up.")
         if os.path.isfile(source) and os.path.getsize(source) > 0:

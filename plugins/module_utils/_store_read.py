@@ -8,10 +8,11 @@
 
 """An MLflow store on the server host: what its directory holds, and reading it without changing it.
 
-A store directory holds the SQLite databases (mlflow.db, and basic_auth.db when MLflow's
-basic-auth app runs), their journal files, the served artifacts in mlruns/ and the Compose
-file. Everything here uses the standard library only (Python's sqlite3), so it runs on the
-host with Ansible's Python, and the unit tests run it against temporary SQLite files.
+A store directory holds the SQLite databases in db/ (mlflow.db, and basic_auth.db when
+MLflow's basic-auth app runs) with their journal files, the served artifacts in mlruns/ and
+the Compose file. Stores of releases before 0.5.0 keep the databases at the top (db_path).
+Everything here uses the standard library only (Python's sqlite3), so it runs on the host
+with Ansible's Python, and the unit tests run it against temporary SQLite files.
 
 The backend seam: with a `postgres` helper (mlflow_postgres.Postgres) the tracking and auth
 tables live in PostgreSQL; with an `s3` client (mlflow_s3.S3 plus a bucket) the artifacts live
@@ -41,6 +42,8 @@ MARKER = ".mlops-mlflow-store"
 # SQLite keeps these beside a database; a stale one beside another database corrupts it.
 SIDE_FILES = ("-journal", "-wal", "-shm")
 DATABASES = (DB, AUTH_DB)
+# The databases' folder: the MLflow container mounts it and mlruns/, never the whole store.
+DB_DIR = "db"
 # Data directories of the managed PostgreSQL and S3 services (Compose bind mounts).
 SERVICE_DIRS = ("postgres", "s3")
 # Tables whose rows a backup counts; names come from here, never from input.
@@ -55,6 +58,22 @@ class StoreError(Exception):
 def utc_stamp(now=None):
     now = now or datetime.datetime.now(datetime.timezone.utc)
     return now.strftime("%Y%m%dT%H%M%SZ")
+
+
+def db_path(store_dir, name):
+    """Where the store keeps the database name (or its side file): in db/, or at the top of a store of
+    a release before 0.5.0 that the role has not moved yet (mlflow_restore state=db_dir moves it)."""
+    path = os.path.join(store_dir, DB_DIR, name)
+    top = os.path.join(store_dir, name)
+    if not os.path.lexists(path) and os.path.lexists(top):
+        return top
+    return path
+
+
+def top_level_databases(store_dir):
+    """The databases and side files at the top of a store of a release before 0.5.0."""
+    names = [db + side for db in DATABASES for side in ("", *SIDE_FILES)]
+    return [name for name in names if os.path.lexists(os.path.join(store_dir, name))]
 
 
 def _table_exists(conn, name):
@@ -189,13 +208,13 @@ def store_info(store_dir, postgres=None, s3=None):
     postgres helper is given (then sqlite still describes mlflow.db, e.g. before a migration).
     artifacts counts the files in mlruns/, or the objects of the bucket with s3 = (client, bucket)."""
     info = {"exists": os.path.isdir(store_dir), "marker": os.path.isfile(os.path.join(store_dir, MARKER))}
-    info["sqlite"] = database_info(os.path.join(store_dir, DB))
+    info["sqlite"] = database_info(db_path(store_dir, DB))
     info["backend"] = "postgresql" if postgres else "sqlite"
     if postgres:
         info["db"], info["auth_db"] = postgres_info(postgres)
     else:
         info["db"] = info["sqlite"]
-        info["auth_db"] = database_info(os.path.join(store_dir, AUTH_DB), auth=True)
+        info["auth_db"] = database_info(db_path(store_dir, AUTH_DB), auth=True)
     info["artifacts_error"] = None
     if s3:
         client, bucket = s3

@@ -32,9 +32,10 @@ from ansible_collections.mlops.mlflow.plugins.module_utils._store_read import (
     AUTH_DB,
     DATABASES,
     DB,
+    DB_DIR,
     SERVICE_DIRS,
-    SIDE_FILES,
     StoreError,
+    top_level_databases,
     utc_stamp,
 )
 from ansible_collections.mlops.mlflow.plugins.module_utils.mlflow_postgres import PostgresError
@@ -48,10 +49,11 @@ from ansible_collections.mlops.mlflow.plugins.module_utils.mlflow_s3 import (
 
 
 def _entries(directory):
-    """The store entries a restore replaces, as present in directory: databases, their side files, mlruns/,
-    and the data directories of the managed PostgreSQL and S3."""
-    names = [db + side for db in DATABASES for side in ("", *SIDE_FILES)] + [ARTIFACTS, *SERVICE_DIRS]
-    return [name for name in names if os.path.lexists(os.path.join(directory, name))]
+    """The store entries a restore replaces, as present in directory: db/ (and the databases and side files
+    at the top of a store of an earlier release), mlruns/, and the data directories of the managed PostgreSQL
+    and S3."""
+    names = [DB_DIR, ARTIFACTS, *SERVICE_DIRS]
+    return top_level_databases(directory) + [name for name in names if os.path.lexists(os.path.join(directory, name))]
 
 
 def _move(names, source, dest, done):
@@ -78,14 +80,16 @@ def refuse_untrusted(backup_path):
         raise StoreError(f"{backup_path} cannot be trusted: it {'; it '.join(problems)}. Nothing was changed.")
 
 
-def swap_in(store_dir, backup_path, db_mode=0o666, artifacts_mode=0o777, now=None, artifacts_local=True):
+def swap_in(
+    store_dir, backup_path, db_mode=0o666, artifacts_mode=0o777, now=None, artifacts_local=True, db_dir_mode=0o777
+):
     """Put a backup's data into the store; return the folder holding what was there before.
 
     What lives in PostgreSQL or S3 is not staged here: the store's postgres/ and s3/ are moved
     aside like the rest, the managed services start on empty data, and load_backup fills them.
     artifacts_local: whether mlruns/ is staged (False when the artifacts go to S3).
 
-    Never reads the live databases: the store's entries (databases, journal files, mlruns/)
+    Never reads the live databases: the store's entries (db/ with the databases and their journal files, mlruns/)
     are moved aside by rename into <store>/kept-before-restore-<time>/, the backup is copied
     into a staging folder in the store (same file system) and renamed into place. Entries
     are swapped inside the store dir, not the dir itself: it may be a mount point and it
@@ -99,11 +103,15 @@ def swap_in(store_dir, backup_path, db_mode=0o666, artifacts_mode=0o777, now=Non
     try:
         os.mkdir(staging, 0o700)
         staged = []
-        for name in (DB, AUTH_DB):
-            if os.path.isfile(os.path.join(backup_path, name)):
-                copy_file(os.path.join(backup_path, name), os.path.join(staging, name))
-                os.chmod(os.path.join(staging, name), db_mode)
-                staged.append(name)
+        databases = [name for name in (DB, AUTH_DB) if os.path.isfile(os.path.join(backup_path, name))]
+        if databases:
+            # A backup keeps the databases at its top; the store, in db/.
+            os.mkdir(os.path.join(staging, DB_DIR))
+            os.chmod(os.path.join(staging, DB_DIR), db_dir_mode)
+            staged.append(DB_DIR)
+        for name in databases:
+            copy_file(os.path.join(backup_path, name), os.path.join(staging, DB_DIR, name))
+            os.chmod(os.path.join(staging, DB_DIR, name), db_mode)
         if artifacts_local:
             copy_tree(os.path.join(backup_path, ARTIFACTS), os.path.join(staging, ARTIFACTS))
             os.chmod(os.path.join(staging, ARTIFACTS), artifacts_mode)
@@ -214,3 +222,37 @@ def set_aside(store_dir, names, label, now=None):
         stuck = _move_back(moved, kept, store_dir)
         raise StoreError(f"moving {', '.join(present)} aside into {kept} failed: {error}; stuck: {stuck}") from error
     return kept
+
+
+def adopt_db_dir(store_dir, db_mode=0o666, db_dir_mode=0o777):
+    """Move the databases and side files at the top of a store of a release before 0.5.0 into db/ by rename.
+
+    MLflow must be stopped. Returns the names moved ([] when there were none). A name found in both places
+    is refused, and so is anything but a plain file, or a db/ that is not a plain folder; a run cut off
+    half way finishes the move the next time."""
+    names = top_level_databases(store_dir)
+    if not names:
+        return []
+    dest = os.path.join(store_dir, DB_DIR)
+    problems = [f"{name} is not a plain file" for name in names if not _plain_file(os.path.join(store_dir, name))]
+    problems += [f"{name} is in {DB_DIR}/ too" for name in names if os.path.lexists(os.path.join(dest, name))]
+    if os.path.lexists(dest) and (os.path.islink(dest) or not os.path.isdir(dest)):
+        problems.append(f"{DB_DIR} is not a plain folder")
+    if problems:
+        raise StoreError(
+            f"the databases of {store_dir} cannot move into {DB_DIR}/: {'; '.join(problems)}. Move or remove what is "
+            f"named (a backup was taken first), then run again. Nothing was moved."
+        )
+    if not os.path.isdir(dest):
+        os.mkdir(dest, 0o700)
+    os.chmod(dest, db_dir_mode)
+    moved = []
+    _move(names, store_dir, dest, moved)
+    for name in DATABASES:
+        if os.path.isfile(os.path.join(dest, name)):
+            os.chmod(os.path.join(dest, name), db_mode)
+    return moved
+
+
+def _plain_file(path):
+    return os.path.isfile(path) and not os.path.islink(path)

@@ -11,9 +11,10 @@ module: mlflow_backup
 short_description: Back up an MLflow store (SQLite or PostgreSQL, local or S3 artifacts) with a checked manifest
 version_added: 0.2.0
 description:
-  - Runs on the MLflow server host. Copies C(mlflow.db) (and C(basic_auth.db) when MLflow's basic-auth app
-    keeps its users there) with SQLite's online backup API, which gives a consistent copy while MLflow
+  - Runs on the MLflow server host. Copies the store's C(db/mlflow.db) (and C(db/basic_auth.db) when MLflow's
+    basic-auth app keeps its users there) with SQLite's online backup API, which gives a consistent copy while MLflow
     writes, runs C(PRAGMA integrity_check) on each copy, then copies C(mlruns/) and C(docker-compose.yml).
+    A backup keeps the databases at its top, as backups of earlier releases do.
   - With O(postgres), it dumps the PostgreSQL database instead (C(pg_dump --format=custom) into C(mlflow.pgdump)),
     from an exported snapshot, and counts the rows in the same snapshot, so the counts are exactly what the dump holds,
     while MLflow keeps writing. C(pg_restore --list) then reads the dump back.

@@ -24,10 +24,10 @@ description:
     entries the manifest does not list, and manifest names that are absolute or contain C(..).
   - Files are copied with C(O_NOFOLLOW), through directory descriptors.
   - O(state=restored) swaps the backup into the store. MLflow must be stopped. It never reads the live
-    databases, so it works when they are damaged or empty. The store's databases, their journal files and
-    C(mlruns/) are moved aside by rename into C(<store_dir>/kept-before-restore-<time>/). The backup is
-    copied into a staging folder inside the store and renamed into place. The entries are swapped, not
-    the store directory itself, because it may be a mount point and it holds the Compose file.
+    databases, so it works when they are damaged or empty. The store's C(db/) (the databases and their journal
+    files) and C(mlruns/) are moved aside by rename into C(<store_dir>/kept-before-restore-<time>/). The backup is
+    copied into a staging folder inside the store and renamed into place, its databases into C(db/). The entries
+    are swapped, not the store directory itself, because it may be a mount point and it holds the Compose file.
   - Any failure during O(state=restored) puts the previous state back before the module fails, and the
     message says so.
   - O(state=reverted) undoes a restore. The restored entries are removed and the ones in O(kept) are put
@@ -39,6 +39,10 @@ description:
     the manifest's sha256.
   - O(state=set_aside) moves the store entries named in O(entries) into C(<store_dir>/<label>-<time>/) by rename
     (after a failed migration, say).
+  - The store keeps its SQLite databases in C(db/), the folder the MLflow container mounts. O(state=db_dir) moves
+    the databases and their journal files that a release before 0.5.0 kept at the top of the store into C(db/) by
+    rename, and sets O(db_mode) and O(db_dir_mode). MLflow must be stopped. A name in both places, a link or a
+    special file is refused before anything moves.
 author:
   - mlops.mlflow developers (@mlops)
 extends_documentation_fragment:
@@ -59,7 +63,7 @@ options:
   state:
     description: What to do.
     type: str
-    choices: [checked, restored, loaded, reverted, set_aside]
+    choices: [checked, restored, loaded, reverted, set_aside, db_dir]
     default: checked
   backup:
     description: The backup folder. Required for O(state=checked), O(state=restored) and O(state=loaded).
@@ -104,6 +108,13 @@ options:
     description: Mode of the restored C(mlruns/).
     type: raw
     default: "0777"
+  db_dir_mode:
+    description:
+      - Mode of the store's C(db/) folder, with O(state=restored) and O(state=db_dir). MLflow writes the journal
+        of its databases there, as whatever user its image runs as.
+    type: raw
+    default: "0777"
+    version_added: 0.5.0
 seealso:
   - module: mlops.mlflow.mlflow_backup
 """
@@ -136,6 +147,11 @@ EXAMPLES = r"""
       endpoint: http://172.18.0.3:8333
       bucket: mlflow
       credentials_file: /opt/mlflow/secrets/aws_credentials
+
+- name: Move the databases of a store of an earlier release into db/ (MLflow is stopped)
+  mlops.mlflow.mlflow_restore:
+    state: db_dir
+    store_dir: /opt/mlflow
 
 - name: Put the previous data back when MLflow does not come up
   mlops.mlflow.mlflow_restore:
@@ -194,6 +210,13 @@ restored:
   returned: state is restored
   type: list
   elements: str
+moved:
+  description: With O(state=db_dir), the databases and journal files moved from the top of the store into C(db/).
+  returned: state is db_dir
+  type: list
+  elements: str
+  sample: [mlflow.db, basic_auth.db]
+  version_added: 0.5.0
 db:
   description: With O(state=loaded), the schema revision and counts of the loaded PostgreSQL database.
   returned: state is loaded and postgres is given
@@ -216,8 +239,12 @@ msg:
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.mlops.mlflow.plugins.module_utils._backends import BACKEND_ARGUMENT_SPEC, backends  # noqa: E402
 from ansible_collections.mlops.mlflow.plugins.module_utils._backup import verify_backup  # noqa: E402
-from ansible_collections.mlops.mlflow.plugins.module_utils._store_read import StoreError  # noqa: E402
+from ansible_collections.mlops.mlflow.plugins.module_utils._store_read import (  # noqa: E402
+    StoreError,
+    top_level_databases,
+)
 from ansible_collections.mlops.mlflow.plugins.module_utils._swap import (  # noqa: E402
+    adopt_db_dir,
     load_backup,
     put_back,
     refuse_untrusted,
@@ -238,7 +265,9 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             state=dict(
-                type="str", default="checked", choices=["checked", "restored", "loaded", "reverted", "set_aside"]
+                type="str",
+                default="checked",
+                choices=["checked", "restored", "loaded", "reverted", "set_aside", "db_dir"],
             ),
             store_dir=dict(type="path", required=True),
             backup=dict(type="path"),
@@ -248,6 +277,7 @@ def main():
             image_version=dict(type="str"),
             db_mode=dict(type="raw", default="0666"),
             artifacts_mode=dict(type="raw", default="0777"),
+            db_dir_mode=dict(type="raw", default="0777"),
             backend=dict(type="str", choices=["sqlite", "postgresql"]),
             entries=dict(type="list", elements="str"),
             label=dict(type="str", default="set-aside"),
@@ -284,7 +314,10 @@ def main():
             "loaded": f"load {p['backup']} into PostgreSQL and S3",
             "reverted": f"put back {p['kept']}",
             "set_aside": f"move {', '.join(p['entries'] or [])} aside",
+            "db_dir": f"move {', '.join(top_level_databases(p['store_dir'])) or 'nothing'} into db/",
         }[p["state"]]
+        if p["state"] == "db_dir" and not top_level_databases(p["store_dir"]):
+            module.exit_json(changed=False, moved=[], msg=f"The databases of {p['store_dir']} are in db/.")
         module.exit_json(changed=True, msg=f"Would {what} in {p['store_dir']}.")
     try:
         if p["state"] == "restored":
@@ -294,12 +327,17 @@ def main():
                 mode(module, "db_mode"),
                 mode(module, "artifacts_mode"),
                 artifacts_local=not p["s3"],
+                db_dir_mode=mode(module, "db_dir_mode"),
             )
             result["msg"] = f"Swapped {p['backup']} into {p['store_dir']}; the previous data is in {result['kept']}."
         elif p["state"] == "loaded":
             result = load_backup(p["backup"], postgres=postgres, s3=s3)
             loaded = [what for what, done in (("PostgreSQL", postgres), ("the bucket", s3)) if done]
             result["msg"] = f"Loaded {p['backup']} into {' and '.join(loaded) or 'nothing'}."
+        elif p["state"] == "db_dir":
+            moved = adopt_db_dir(p["store_dir"], mode(module, "db_mode"), mode(module, "db_dir_mode"))
+            msg = f"Moved {', '.join(moved)} of {p['store_dir']} into db/." if moved else "Nothing to move."
+            module.exit_json(changed=bool(moved), moved=moved, msg=msg)
         elif p["state"] == "set_aside":
             kept = set_aside(p["store_dir"], p["entries"], p["label"])
             result = {"kept": kept, "msg": f"Moved {', '.join(p['entries'])} of {p['store_dir']} into {kept}."}

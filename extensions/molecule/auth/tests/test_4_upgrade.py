@@ -21,11 +21,11 @@ def auth_revision(host, db):
 
 
 def test_upgrade_migrates_users_and_keeps_permissions(host, ledger):
-    before = auth_revision(host, f"{STORE}/basic_auth.db")
+    before = auth_revision(host, f"{STORE}/db/basic_auth.db")
     result = run_playbook(host, "site.yml", NEW)
     assert result.rc == 0, result.failures
     assert result.ran("Migrate the users and permissions schema with the new image")
-    assert auth_revision(host, f"{STORE}/basic_auth.db") != before
+    assert auth_revision(host, f"{STORE}/db/basic_auth.db") != before
     status, version = api(host, "/version", ADMIN, SECOND_ADMIN_PASSWORD)
     assert (status, str(version)) == (200, "3.17.2")
     with Tunnel("ann"), Tunnel("ben"):

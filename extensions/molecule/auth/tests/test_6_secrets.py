@@ -108,3 +108,24 @@ def test_no_secret_leaks_anywhere_a_user_or_a_log_could_see_it(host):
         + "\n"
     )
     assert leaks == []
+
+
+def test_the_mlflow_container_cannot_read_the_admin_record_or_the_compose_file(host):
+    """MLflow sees, read-only, only the secret files it reads; the admin's current password (the
+    role's record) and the Compose file stay out of a path-traversal bug's reach."""
+    listed = host.check_output("docker exec mlflow-server ls -A /run/mlflow /mlflow").split()
+    assert listed == [
+        "/mlflow:",
+        "db",
+        "mlruns",
+        "/run/mlflow:",
+        "basic_auth.ini",
+        "flask_secret_key",
+        "kek_passphrase",
+        "kek_version",
+        "webhook_key",
+    ]
+    # Positive control: the record holds the current password on the host, where grep finds it.
+    assert f"{STORE}/secrets/admin_password" in host.run(f"grep -rlF -- {SECOND_ADMIN_PASSWORD} {STORE}").stdout.split()
+    inside = host.run(f"docker exec mlflow-server grep -rlF -- {SECOND_ADMIN_PASSWORD} /mlflow /run/mlflow")
+    assert inside.rc == 1 and inside.stdout == ""

@@ -14,7 +14,7 @@ GC = {**UPGRADED, "mlflow_server_gc_schedule": "daily", "mlflow_server_gc_older_
 
 def run_rows(host, run_id):
     query = f"SELECT count(*) FROM runs WHERE run_uuid = '{run_id}'"
-    database = f"sqlite3.connect('file:{STORE}/mlflow.db?mode=ro', uri=True)"
+    database = f"sqlite3.connect('file:{STORE}/db/mlflow.db?mode=ro', uri=True)"
     script = f"import sqlite3; print({database}.execute({query!r}).fetchone()[0])"
     return host.check_output(f"python3 -c {json.dumps(script)}").strip()
 
@@ -31,7 +31,7 @@ def test_gc_logs_in_as_the_admin_from_the_root_only_record_and_purges_a_deleted_
     # artifact deletion, and gc stops before it removes the run.
     control = host.run(
         "docker exec --env MLFLOW_TRACKING_URI=http://127.0.0.1:5000 mlflow-server "
-        f"mlflow gc --backend-store-uri sqlite:////mlflow/mlflow.db --run-ids {run_id}"
+        f"mlflow gc --backend-store-uri sqlite:////mlflow/db/mlflow.db --run-ids {run_id}"
     )
     assert control.rc != 0 and "401" in control.stdout + control.stderr, control.stdout + control.stderr
     assert run_rows(host, run_id) == "1"

@@ -33,7 +33,9 @@ for name in ("MLFLOW_CRYPTO_KEK_PASSPHRASE", "MLFLOW_CRYPTO_KEK_VERSION"):
     if name in server:
         os.environ[name] = server[name]
 from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-store = SqlAlchemyStore("sqlite:////mlflow/mlflow.db", "/mlflow/mlruns")
+# db/ since 0.5.0; the store's top before (as_the_previous_release).
+database = "/mlflow/db/mlflow.db" if os.path.exists("/mlflow/db/mlflow.db") else "/mlflow/mlflow.db"
+store = SqlAlchemyStore("sqlite:///" + database, "/mlflow/mlruns")
 try:
     print(json.dumps({"value": store._get_decrypted_secret(sys.argv[1])}))
 except Exception as error:
@@ -90,10 +92,14 @@ def record(host, name):
 
 def as_the_previous_release(host):
     """What the previous release deployed: no key files, and a container command that exports
-    only the Flask key, so MLflow runs with its default passphrase and a webhook key per worker."""
+    only the Flask key, so MLflow runs with its default passphrase and a webhook key per worker.
+    Its store kept the databases at the top, and the container mounted the whole store and the
+    secrets folder."""
     compose = f"{STORE}/docker-compose.yml"
     project = yaml.safe_load(host.file(compose).content_string)
     service = project["services"]["mlflow-server"]
+    service["volumes"] = [f"{STORE}:/mlflow", f"{STORE}/secrets:/run/mlflow:ro"]
+    service["command"] = [part.replace("/mlflow/db/", "/mlflow/") for part in service["command"]]
     exports = service["command"][2].split(" && ")
     service["command"][2] = " && ".join(part for part in exports if "MLFLOW_FLASK" in part or "exec" in part)
     flask_only = 'export MLFLOW_FLASK_SERVER_SECRET_KEY="$(cat /run/mlflow/flask_secret_key)" && exec "$@"'
@@ -101,6 +107,10 @@ def as_the_previous_release(host):
     encoded = base64.b64encode(yaml.safe_dump(project).encode()).decode()
     host.check_output(f"echo {encoded} | base64 -d > {compose}")
     host.check_output(f"cd {SECRETS} && rm {' '.join(KEY_FILES)}")
+    host.check_output(
+        f"docker stop mlflow-server && mv {STORE}/db/* {STORE}/ && rmdir {STORE}/db"
+        f" && sed -i 's|/mlflow/db/basic_auth.db|/mlflow/basic_auth.db|' {SECRETS}/basic_auth.ini"
+    )
     host.check_output(f"docker compose --project-directory {STORE} up -d --wait mlflow-server")
     wait_healthy(host)
 
@@ -159,6 +169,11 @@ def test_a_server_of_the_previous_release_moves_off_the_default_passphrase_and_k
     assert len(passphrase) == 64 and passphrase != "mlflow-default-kek-passphrase-for-development-only"
     assert record(host, "kek_version") == "2"
     assert not host.file(f"{SECRETS}/kek_passphrase.next").exists
+    # The same run moved the databases into db/, after a backup, and MLflow serves them there.
+    assert result.ran("Back up the store before its databases move")
+    assert not host.file(f"{STORE}/mlflow.db").exists and not host.file(f"{STORE}/basic_auth.db").exists
+    assert host.file(f"{STORE}/db/mlflow.db").mode == 0o666 and host.file(f"{STORE}/db/basic_auth.db").is_file
+    assert "database_uri = sqlite:////mlflow/db/basic_auth.db" in host.file(f"{SECRETS}/basic_auth.ini").content_string
     for name in KEY_FILES:
         assert host.file(f"{SECRETS}/{name}").mode == 0o600, name
     assert decrypt(host, secret_id) == {"value": {"api_key": PROVIDER_KEY}}

@@ -42,7 +42,7 @@ def test_pre_upgrade_backup_was_taken_before_the_migration_and_is_sound(host, le
     assert sqlite(host, f"{backup}/mlflow.db", "PRAGMA integrity_check") == "ok"
     # The backup holds 2.22.1's schema, the live database 3.17.2's: it predates the migration.
     old_revision = sqlite(host, f"{backup}/mlflow.db", "SELECT version_num FROM alembic_version")
-    live_revision = sqlite(host, f"{STORE}/mlflow.db", "SELECT version_num FROM alembic_version")
+    live_revision = sqlite(host, f"{STORE}/db/mlflow.db", "SELECT version_num FROM alembic_version")
     assert old_revision == found["schema_revision"]
     assert old_revision != live_revision
     on_disk = sha256_tree(host, backup)

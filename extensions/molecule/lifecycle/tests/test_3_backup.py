@@ -114,7 +114,7 @@ def test_backups_after_the_runs_vanished_never_rotate_out_the_last_good_copy(hos
     last_good = backups(host)[-1]
     runs_before = manifest(host, last_good)["counts"]["runs_active"]
     assert runs_before > 0
-    host.check_output(f"docker stop mlflow-server && : > {STORE}/mlflow.db && docker start mlflow-server")
+    host.check_output(f"docker stop mlflow-server && : > {STORE}/db/mlflow.db && docker start mlflow-server")
     assert wait_for(
         lambda: host.run("docker inspect -f '{{.State.Health.Status}}' mlflow-server").stdout.strip() == "healthy", 180
     )

@@ -56,15 +56,15 @@ def assert_store_equals(host, backup):
     found = manifest(host, backup)
     artifacts = {path: entry["sha256"] for path, entry in found["files"].items() if path.startswith("mlruns/")}
     assert {f"mlruns/{path}": digest for path, digest in sha256_tree(host, f"{STORE}/mlruns").items()} == artifacts
-    assert int(sqlite(host, f"{STORE}/mlflow.db", "SELECT count(*) FROM runs")) == found["counts"]["runs"]
-    assert host.file(f"{STORE}/mlflow.db").mode == 0o666
+    assert int(sqlite(host, f"{STORE}/db/mlflow.db", "SELECT count(*) FROM runs")) == found["counts"]["runs"]
+    assert host.file(f"{STORE}/db/mlflow.db").mode == 0o666
     assert host.file(f"{STORE}/mlruns").mode == 0o777
     assert host.file(STORE).mode == 0o700
 
 
 def test_restore_of_an_emptied_store_keeps_the_empty_one_aside(host, mlflow, ledger, tmp_path):
     backup = last_good(host)
-    assert sqlite(host, f"{STORE}/mlflow.db", "SELECT count(*) FROM runs") == "0"  # emptied by test_3
+    assert sqlite(host, f"{STORE}/db/mlflow.db", "SELECT count(*) FROM runs") == "0"  # emptied by test_3
     artifacts_before = sha256_tree(host, f"{STORE}/mlruns")
     kept_before = set(kept_dirs(host))
     result = timed_restore(host, "emptied store", {"mlflow_server_restore_from": backup.rsplit("/", 1)[1]})
@@ -86,7 +86,7 @@ def test_restore_replaces_newer_writes_and_keeps_them_aside(host, mlflow, ledger
     result = timed_restore(host, "normal day (a run logged after the backup)", {"mlflow_server_restore_from": backup})
     assert result.rc == 0, result.failures
     [kept] = sorted(set(kept_dirs(host)) - kept_before)
-    assert sqlite(host, f"{kept}/mlflow.db", f"SELECT count(*) FROM runs WHERE run_uuid = '{late['run_id']}'") == "1"
+    assert sqlite(host, f"{kept}/db/mlflow.db", f"SELECT count(*) FROM runs WHERE run_uuid = '{late['run_id']}'") == "1"
     with pytest.raises(mlflow.exceptions.MlflowException):
         mlflow.MlflowClient().get_run(late["run_id"])
     assert_store_equals(host, backup)
@@ -94,14 +94,14 @@ def test_restore_replaces_newer_writes_and_keeps_them_aside(host, mlflow, ledger
 
 def test_restore_over_a_corrupt_live_database(host, mlflow, ledger, tmp_path):
     backup = last_good(host)
-    host.check_output(f"python3 -c \"f = open('{STORE}/mlflow.db', 'r+b'); f.seek(0); f.write(b'garbage' * 512)\"")
-    corrupt = host.check_output(f"sha256sum {STORE}/mlflow.db").split()[0]
+    host.check_output(f"python3 -c \"f = open('{STORE}/db/mlflow.db', 'r+b'); f.seek(0); f.write(b'garbage' * 512)\"")
+    corrupt = host.check_output(f"sha256sum {STORE}/db/mlflow.db").split()[0]
     kept_before = set(kept_dirs(host))
     result = timed_restore(host, "corrupt live database", {"mlflow_server_restore_from": backup})
     assert result.rc == 0, result.failures
     [kept] = sorted(set(kept_dirs(host)) - kept_before)
     # Moved aside unread: byte for byte the corrupt file.
-    assert host.check_output(f"sha256sum {kept}/mlflow.db").split()[0] == corrupt
+    assert host.check_output(f"sha256sum {kept}/db/mlflow.db").split()[0] == corrupt
     assert_store_equals(host, backup)
     for run in ledger:
         assert_run_intact(mlflow, run, tmp_path)

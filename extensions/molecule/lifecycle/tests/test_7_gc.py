@@ -26,7 +26,7 @@ def test_the_gc_timer_purges_deleted_runs_and_their_artifacts_only(host, mlflow,
     assert wait_for(lambda: unit(host, "mlflow-gc.timer", "LastTriggerUSec") not in ("", "0", "n/a"), 60)
     assert wait_for(
         lambda: (
-            sqlite(host, f"{STORE}/mlflow.db", f"SELECT count(*) FROM runs WHERE run_uuid = '{doomed['run_id']}'")
+            sqlite(host, f"{STORE}/db/mlflow.db", f"SELECT count(*) FROM runs WHERE run_uuid = '{doomed['run_id']}'")
             == "0"
         ),
         90,

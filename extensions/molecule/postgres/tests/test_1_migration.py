@@ -19,7 +19,7 @@ from conftest import (
 
 def serves_sqlite(host):
     command = json.loads(sh(host, "docker inspect mlflow-server"))[0]["Config"]["Cmd"]
-    return "sqlite:////mlflow/mlflow.db" in command
+    return "sqlite:////mlflow/db/mlflow.db" in command
 
 
 def test_the_sqlite_server_holds_runs_metrics_params_tags_and_artifacts(host, mlflow, ledger, tmp_path):
@@ -40,7 +40,7 @@ def test_a_row_postgresql_refuses_stops_the_move_and_mlflow_stays_on_sqlite(host
     run_id = next(iter(ledger))
     long_key = "k" * 300
     script = (
-        "import sqlite3; c = sqlite3.connect('/opt/mlflow/mlflow.db'); "
+        "import sqlite3; c = sqlite3.connect('/opt/mlflow/db/mlflow.db'); "
         f"c.execute(\"INSERT INTO tags (key, value, run_uuid) VALUES ('{long_key}', 'v', '{run_id}')\"); c.commit()"
     )
     sh(host, f"python3 -c {json.dumps(script)}")
@@ -54,7 +54,7 @@ def test_a_row_postgresql_refuses_stops_the_move_and_mlflow_stays_on_sqlite(host
     assert host.file(f"{aside}/postgres/PG_VERSION").exists
     assert not host.file(f"{STORE}/postgres").exists
     delete = (
-        "import sqlite3; c = sqlite3.connect('/opt/mlflow/mlflow.db'); "
+        "import sqlite3; c = sqlite3.connect('/opt/mlflow/db/mlflow.db'); "
         f"c.execute(\"DELETE FROM tags WHERE key = '{long_key}'\"); c.commit()"
     )
     sh(host, f"python3 -c {json.dumps(delete)}")
@@ -94,7 +94,7 @@ def test_the_move_copies_every_row_and_artifact_compares_them_and_switches_over(
     assert int(psql(host, "SELECT count(*) FROM runs")[0][0]) == 7
     assert len(bucket_keys(host)) == 12
     # One copy of the data in the store: the SQLite files are aside, the backup has them too.
-    assert not host.file(f"{STORE}/mlflow.db").exists and not host.file(f"{STORE}/mlruns").exists
-    assert host.file(sh(host, f"ls -d {STORE}/kept-before-migration-*").strip() + "/mlflow.db").exists
+    assert not host.file(f"{STORE}/db").exists and not host.file(f"{STORE}/mlruns").exists
+    assert host.file(sh(host, f"ls -d {STORE}/kept-before-migration-*").strip() + "/db/mlflow.db").exists
     for run_id, expected in ledger.items():
         assert_run_intact(mlflow, run_id, expected, tmp_path)

@@ -14,6 +14,8 @@ from neighbour import container_address as neighbour_aims_at
 STORE = "/opt/mlflow"
 GUARD = "mlflow-loopback-guard.service"
 RULE = "PREROUTING -d 127.0.0.0/8 ! -i lo -j DROP"
+# The secret files MLflow reads without authentication (MLflow 3's keys).
+SECRET_FILES = ["kek_passphrase", "kek_version", "webhook_key"]
 
 
 def wait_healthy(host, timeout=180):
@@ -55,8 +57,8 @@ def test_store_is_private_and_keeps_the_seeds_modes_inside(host):
     assert store.mode == 0o700 and store.user == "root"
     assert host.file(f"{STORE}/docker-compose.yml").mode == 0o600
     assert host.file(f"{STORE}/.mlops-mlflow-store").exists
-    assert host.file(f"{STORE}/mlflow.db").is_file
-    assert host.file(f"{STORE}/mlflow.db").mode == 0o666
+    assert host.file(f"{STORE}/db/mlflow.db").is_file
+    assert host.file(f"{STORE}/db/mlflow.db").mode == 0o666
     assert host.file(f"{STORE}/mlruns").is_directory
     assert host.file(f"{STORE}/mlruns").mode == 0o777
 
@@ -67,9 +69,17 @@ def test_compose_file_keeps_its_promises(host):
     assert service["container_name"] == "mlflow-server"
     assert service["restart"] == "unless-stopped"
     assert service["ports"] == ["127.0.0.1:500:5000"]
-    # The directory, not the db file alone: SQLite's journal lives beside it. The secrets folder,
-    # read-only, holds MLflow 3's keys even without authentication.
-    assert service["volumes"] == [f"{STORE}:/mlflow", f"{STORE}/secrets:/run/mlflow:ro"]
+    # The databases' folder, not the db file alone: SQLite's journal lives beside it. Then
+    # mlruns/, and read-only each secret file MLflow reads: MLflow 3's keys, even without
+    # authentication. Compose never creates a missing one (it would make a folder).
+    bind = {"type": "bind", "bind": {"create_host_path": False}}
+    assert service["volumes"] == [
+        {**bind, "source": f"{STORE}/db", "target": "/mlflow/db"},
+        {**bind, "source": f"{STORE}/mlruns", "target": "/mlflow/mlruns"},
+    ] + [
+        {**bind, "source": f"{STORE}/secrets/{name}", "target": f"/run/mlflow/{name}", "read_only": True}
+        for name in SECRET_FILES
+    ]
     exports = command[2]
     for name, path in [
         ("MLFLOW_CRYPTO_KEK_PASSPHRASE", "kek_passphrase"),
@@ -77,11 +87,38 @@ def test_compose_file_keeps_its_promises(host):
         ("MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY", "webhook_key"),
     ]:
         assert f'export {name}="$(cat /run/mlflow/{path})"' in exports
-    assert command[command.index("--backend-store-uri") + 1] == "sqlite:////mlflow/mlflow.db"
+    assert command[command.index("--backend-store-uri") + 1] == "sqlite:////mlflow/db/mlflow.db"
     assert "--serve-artifacts" in command
     assert command[command.index("--artifacts-destination") + 1] == "/mlflow/mlruns"
     assert "--default-artifact-root" not in command
     assert "curl" not in " ".join(service["healthcheck"]["test"])
+
+
+def test_the_container_sees_only_its_data_and_the_secrets_it_reads(host):
+    """A path-traversal bug in MLflow reads or writes only what the container mounts: db/, mlruns/
+    and, read-only, its own secret files; not the Compose file, the other secrets or the store."""
+    mounts = json.loads(host.check_output("docker inspect mlflow-server"))[0]["Mounts"]
+    assert sorted((m["Source"], m["Destination"], m["RW"]) for m in mounts) == sorted(
+        [(f"{STORE}/db", "/mlflow/db", True), (f"{STORE}/mlruns", "/mlflow/mlruns", True)]
+        + [(f"{STORE}/secrets/{name}", f"/run/mlflow/{name}", False) for name in SECRET_FILES]
+    )
+    inside = host.check_output("docker exec mlflow-server ls -A /mlflow /run/mlflow")
+    assert inside.split() == ["/mlflow:", "db", "mlruns", "/run/mlflow:", *SECRET_FILES]
+    # Positive control: a write through /mlflow/db reaches the store on the host.
+    probe = f"probe-{uuid.uuid4().hex}"
+    host.check_output(f"docker exec mlflow-server sh -c 'echo {probe} > /mlflow/db/{probe}'")
+    assert host.file(f"{STORE}/db/{probe}").content_string == f"{probe}\n"
+    host.check_output(f"rm {STORE}/db/{probe}")
+    # What the old mount let MLflow rewrite: the Compose file (a docker-compose.override.yml beside
+    # it would have run anything as root) and the secrets, now out of reach or read-only.
+    compose = host.check_output(f"sha256sum {STORE}/docker-compose.yml")
+    for name in ("docker-compose.yml", "docker-compose.override.yml"):
+        host.check_output(f"docker exec mlflow-server sh -c 'echo x > /mlflow/{name}'")
+    assert host.check_output(f"sha256sum {STORE}/docker-compose.yml") == compose
+    assert not host.file(f"{STORE}/docker-compose.override.yml").exists
+    host.check_output("docker exec mlflow-server rm -f /mlflow/docker-compose.yml /mlflow/docker-compose.override.yml")
+    refused = host.run("docker exec mlflow-server sh -c 'echo x > /run/mlflow/kek_version'")
+    assert refused.rc != 0 and "Read-only file system" in refused.stderr
 
 
 def test_container_runs_healthy_with_restart_policy(host):
@@ -205,7 +242,7 @@ def converge(host, *extra_vars):
 
 def _fingerprint(host):
     return host.check_output(
-        f"sha256sum {STORE}/docker-compose.yml {STORE}/mlflow.db; docker inspect -f '{{{{.Id}}}}' mlflow-server"
+        f"sha256sum {STORE}/docker-compose.yml {STORE}/db/mlflow.db; docker inspect -f '{{{{.Id}}}}' mlflow-server"
     )
 
 

@@ -141,7 +141,7 @@ print(json.dumps({"run_id": run.info.run_id, "tracking_uri": mlflow.get_tracking
 
 READ_RUN = """
 import json, sqlite3, sys
-db = sqlite3.connect("file:{store}/mlflow.db?mode=ro", uri=True)
+db = sqlite3.connect("file:{store}/db/mlflow.db?mode=ro", uri=True)
 run = sys.argv[1]
 print(json.dumps({{
     "params": sorted(db.execute("SELECT key, value FROM params WHERE run_uuid = ?", (run,)).fetchall()),

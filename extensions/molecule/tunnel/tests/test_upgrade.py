@@ -1,11 +1,12 @@
 """A lab deployed and onboarded by the release before 0.5.0 (prepare.yml) converges to this one:
-the data is kept, MLflow moves to 127.0.0.1:500 on the pinned network, and a member's tunnel
-works again once onboarding ran, while their old Host block fails closed."""
+the data is kept, the databases move into db/ after a backup, MLflow moves to 127.0.0.1:500 on
+the pinned network, and a member's tunnel works again once onboarding ran, while their old Host
+block fails closed."""
 
 import json
 import subprocess
 
-from conftest import ALIAS, CLIENT, CONFIG, SERVER_USER, ports
+from conftest import ALIAS, CLIENT, CONFIG, SERVER_USER, STORE, ports
 
 testinfra_hosts = ["tunnel-server"]
 
@@ -26,6 +27,27 @@ def test_the_run_logged_before_the_upgrade_is_served_with_its_artifact(tunnel, t
     assert run.data.params == {"release": "0668145"}
     path = client.download_artifacts(PREVIOUS["run_id"], "before.txt", str(tmp_path))
     assert open(path).read() == "logged through the previous release's tunnel\n"
+
+
+COUNT_RUN = (
+    "import sqlite3, sys; db = sqlite3.connect(sys.argv[1]); "
+    'print(db.execute("SELECT count(*) FROM runs WHERE run_uuid = ?", (sys.argv[2],)).fetchone()[0])'
+)
+
+
+def test_the_previous_release_store_moved_into_db_after_a_backup(host):
+    """The previous release kept mlflow.db at the store's top and mounted the whole store."""
+    assert host.file(f"{STORE}/db/mlflow.db").is_file and host.file(f"{STORE}/db/mlflow.db").mode == 0o666
+    assert host.file(f"{STORE}/db").mode == 0o777 and host.file(f"{STORE}/db").user == "root"
+    assert not host.file(f"{STORE}/mlflow.db").exists
+    # The backup taken before the move holds the run logged through the previous release.
+    [backup] = host.check_output("ls -1d /var/backups/mlflow/*-pre-layout").split()
+    manifest = json.loads(host.file(f"{backup}/manifest.json").content_string)
+    assert manifest["label"] == "pre-layout" and manifest["counts"]["runs"] >= 1
+    for database in (f"{backup}/mlflow.db", f"{STORE}/db/mlflow.db"):
+        assert host.check_output(f"python3 -c '{COUNT_RUN}' {database} {PREVIOUS['run_id']}") == "1"
+    sources = [mount["Source"] for mount in json.loads(host.check_output("docker inspect mlflow-server"))[0]["Mounts"]]
+    assert STORE not in sources and f"{STORE}/db" in sources
 
 
 def test_the_members_block_was_rewritten_to_the_new_far_end():

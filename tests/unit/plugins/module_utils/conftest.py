@@ -33,7 +33,8 @@ def pytest_unconfigure(config):
 @pytest.fixture
 def template():
     """A store served by MLflow: 1 experiment (+ Default), 3 runs (1 deleted), metrics, params, tags,
-    2 artifact files, a basic_auth.db with 2 users. Made once per worker; copy it, never change it."""
+    2 artifact files, a basic_auth.db with 2 users, the databases in db/. Made once per worker; copy it, never
+    change it."""
     root = Path(os.environ[TEMPLATE_DIR]) / "store"
     if not root.is_dir():
         build = root.with_name(f"build-{os.getpid()}")
@@ -47,8 +48,8 @@ def _make_template(root):
     from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore as AuthStore
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
-    root.mkdir()
-    tracking = SqlAlchemyStore(f"sqlite:///{root}/mlflow.db", str(root / "mlruns"))
+    (root / "db").mkdir(parents=True)
+    tracking = SqlAlchemyStore(f"sqlite:///{root}/db/mlflow.db", str(root / "mlruns"))
     experiment = tracking.create_experiment("unit")
     now = int(time.time() * 1000)
     runs = [tracking.create_run(experiment, "alice", now, [], f"run-{i}").info.run_id for i in range(3)]
@@ -62,7 +63,7 @@ def _make_template(root):
     (root / "mlruns" / "1" / runs[0] / "artifacts" / "model.bin").write_bytes(os.urandom(4096))
     (root / "mlruns" / "1" / runs[0] / "artifacts" / "notes.txt").write_text("notes\n")
     auth = AuthStore()
-    auth.init_db(f"sqlite:///{root}/basic_auth.db")
+    auth.init_db(f"sqlite:///{root}/db/basic_auth.db")
     auth.create_user("alice", "alice-password-1")
     auth.engine.dispose()
     (root / "docker-compose.yml").write_text('services:\n  mlflow-server:\n    image: "mlops/mlflow:3.17.2"\n')
@@ -73,6 +74,15 @@ def served(template, tmp_path):
     path = tmp_path / "store"
     shutil.copytree(template, path)
     return path
+
+
+@pytest.fixture
+def legacy(served):
+    """The served store as releases before 0.5.0 laid it out: the databases at its top."""
+    for name in os.listdir(served / "db"):
+        os.rename(served / "db" / name, served / name)
+    os.rmdir(served / "db")
+    return served
 
 
 @pytest.fixture

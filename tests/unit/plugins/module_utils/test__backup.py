@@ -57,15 +57,15 @@ def test_backup_is_private_from_the_first_byte(served, tmp_path):
 
 
 def test_backup_of_a_corrupt_database_fails_and_leaves_no_folder(served, tmp_path):
-    (served / "mlflow.db").write_bytes(b"\0garbage" * 4096)
+    (served / "db" / "mlflow.db").write_bytes(b"\0garbage" * 4096)
     with pytest.raises(_store_read.StoreError, match=r"cannot be copied.*restore a backup"):
         _backup.create_backup(str(served), str(tmp_path / "backups"), "manual", now=_now(0))
     assert os.listdir(tmp_path / "backups") == []
 
 
 def test_backup_of_a_never_served_store_holds_an_empty_database(tmp_path):
-    (tmp_path / "store").mkdir()
-    (tmp_path / "store" / "mlflow.db").touch()
+    (tmp_path / "store" / "db").mkdir(parents=True)
+    (tmp_path / "store" / "db" / "mlflow.db").touch()
     summary = _backup.create_backup(str(tmp_path / "store"), str(tmp_path / "backups"), "manual", now=_now(0))
     assert summary["schema_revision"] is None and summary["counts"]["runs"] == 0
     assert _backup.verify_backup(summary["path"])["ok"]
@@ -74,7 +74,7 @@ def test_backup_of_a_never_served_store_holds_an_empty_database(tmp_path):
 def test_a_backup_after_the_runs_vanished_is_marked(served, tmp_path):
     backups = str(tmp_path / "backups")
     assert _backup.create_backup(str(served), backups, "manual", now=_now(0))["anomaly"] is None
-    write_rows(served / "mlflow.db", "UPDATE runs SET lifecycle_stage = 'deleted'")
+    write_rows(served / "db" / "mlflow.db", "UPDATE runs SET lifecycle_stage = 'deleted'")
     marked = _backup.create_backup(str(served), backups, "manual", now=_now(1))
     assert marked["anomaly"] == "active runs fell from 2 to 0 since the backup 20261126T100000Z-manual"
 
@@ -85,10 +85,10 @@ def test_a_gc_of_deleted_runs_is_no_anomaly(served, tmp_path):
     # What mlflow gc does: remove the runs marked deleted (and their rows).
     for table in ("metrics", "params", "tags", "latest_metrics"):
         write_rows(
-            served / "mlflow.db",
+            served / "db" / "mlflow.db",
             f"DELETE FROM {table} WHERE run_uuid IN (SELECT run_uuid FROM runs WHERE lifecycle_stage = 'deleted')",
         )
-    write_rows(served / "mlflow.db", "DELETE FROM runs WHERE lifecycle_stage = 'deleted'")
+    write_rows(served / "db" / "mlflow.db", "DELETE FROM runs WHERE lifecycle_stage = 'deleted'")
     after = _backup.create_backup(str(served), backups, "manual", now=_now(1))
     assert after["counts"]["runs"] == 2 and after["anomaly"] is None
 
@@ -96,7 +96,7 @@ def test_a_gc_of_deleted_runs_is_no_anomaly(served, tmp_path):
 def test_retention_keeps_the_newest_and_never_the_last_good_copy_or_a_marked_one(served, tmp_path):
     backups = str(tmp_path / "backups")
     good = _backup.create_backup(str(served), backups, "manual", now=_now(0))["path"]
-    write_rows(served / "mlflow.db", "UPDATE runs SET lifecycle_stage = 'deleted'")
+    write_rows(served / "db" / "mlflow.db", "UPDATE runs SET lifecycle_stage = 'deleted'")
     marked = _backup.create_backup(str(served), backups, "manual", now=_now(1))["path"]
     routine = [_backup.create_backup(str(served), backups, "manual", now=_now(2 + i))["path"] for i in range(5)]
     delete, kept = _backup.retention(backups, keep=2)

@@ -82,7 +82,7 @@ def refused(backup, served, expected):
 
 def test_a_clean_backup_is_trusted_and_restored(backup, served):
     result = _swap.swap_in(str(served), backup, now=_now(60))
-    assert result["restored"] == ["mlflow.db", "basic_auth.db", "mlruns"]
+    assert result["restored"] == ["db", "mlruns"]
     assert _store_read.store_info(str(served))["artifacts"] == 2
 
 

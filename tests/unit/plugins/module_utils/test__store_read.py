@@ -51,7 +51,7 @@ def test_store_info_reads_the_auth_revision_of_mlflow_2(tmp_path):
 
 
 def test_store_info_reports_a_corrupt_database_instead_of_failing(served):
-    (served / "mlflow.db").write_bytes(b"this is not a database" * 500)
+    (served / "db" / "mlflow.db").write_bytes(b"this is not a database" * 500)
     info = _store_read.store_info(str(served))
     assert "cannot be read" in info["db"]["error"]
     assert info["db"]["schema_revision"] is None

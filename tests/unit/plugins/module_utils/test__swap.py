@@ -33,18 +33,19 @@ def backup(served, tmp_path):
 
 
 def test_swap_in_replaces_a_corrupt_store_and_keeps_it_aside_unread(served, backup):
-    (served / "mlflow.db").write_bytes(b"corrupt" * 1000)
-    (served / "mlflow.db-journal").write_bytes(b"stale journal")
+    (served / "db" / "mlflow.db").write_bytes(b"corrupt" * 1000)
+    (served / "db" / "mlflow.db-journal").write_bytes(b"stale journal")
     (served / "mlruns" / "stray.txt").write_text("not in the backup")
     before = snapshot(served)
     result = _swap.swap_in(str(served), backup, now=_now(60))
     assert result["kept"] == str(served / "kept-before-restore-20261126T100100Z")
-    assert sorted(result["moved_aside"]) == ["basic_auth.db", "mlflow.db", "mlflow.db-journal", "mlruns"]
+    assert sorted(result["moved_aside"]) == ["db", "mlruns"]
     kept = snapshot(result["kept"])
     assert kept == {name: data for name, data in before.items() if name != "docker-compose.yml"}
-    assert not (served / "mlflow.db-journal").exists()
+    assert "db/mlflow.db-journal" in kept and not (served / "db" / "mlflow.db-journal").exists()
     assert _store_read.store_info(str(served))["db"]["counts"]["runs"] == 3
-    assert oct(os.stat(served / "mlflow.db").st_mode & 0o777) == "0o666"
+    assert oct(os.stat(served / "db" / "mlflow.db").st_mode & 0o777) == "0o666"
+    assert oct(os.stat(served / "db").st_mode & 0o777) == "0o777"
     assert oct(os.stat(served / "mlruns").st_mode & 0o777) == "0o777"
     assert (served / "docker-compose.yml").exists()
     assert not [name for name in os.listdir(served) if name.startswith(".restore-")]
@@ -73,7 +74,7 @@ def test_a_failed_swap_puts_everything_back(served, backup, monkeypatch):
         _swap.swap_in(str(served), backup, now=_now(60))
     monkeypatch.setattr(os, "rename", real_rename)
     assert snapshot(served) == before
-    assert sorted(os.listdir(served)) == ["basic_auth.db", "docker-compose.yml", "mlflow.db", "mlruns"]
+    assert sorted(os.listdir(served)) == ["db", "docker-compose.yml", "mlruns"]
 
 
 def test_a_failed_staging_copy_changes_nothing(served, backup):
@@ -142,3 +143,56 @@ def test_set_aside_moves_only_what_exists(store_dir):
     assert kept.endswith("migration-failed-20261126T100000Z")
     assert sorted(os.listdir(kept)) == ["postgres", "s3"]
     assert _swap.set_aside(str(store_dir), ["postgres"], "again") is None
+
+
+def test_a_store_of_an_earlier_release_is_read_and_restored_in_place(legacy, tmp_path):
+    """Releases before 0.5.0 kept the databases at the store's top: read there, and a restore puts them in db/."""
+    assert _store_read.store_info(str(legacy))["db"]["counts"]["runs"] == 3
+    assert _store_read.store_info(str(legacy))["auth_db"]["counts"]["users"] == 1
+    backup = _backup.create_backup(str(legacy), str(tmp_path / "backups"), "manual", now=_now(0))["path"]
+    assert {"mlflow.db", "basic_auth.db"} <= set(os.listdir(backup))
+    result = _swap.swap_in(str(legacy), backup, now=_now(60))
+    assert sorted(result["moved_aside"]) == ["basic_auth.db", "mlflow.db", "mlruns"]
+    assert sorted(os.listdir(legacy)) == ["db", "docker-compose.yml", "kept-before-restore-20261126T100100Z", "mlruns"]
+    assert _store_read.store_info(str(legacy))["db"]["counts"]["runs"] == 3
+
+
+def test_adopt_db_dir_moves_the_databases_and_journals_into_db(legacy):
+    (legacy / "mlflow.db-journal").write_bytes(b"hot journal")
+    os.chmod(legacy / "mlflow.db", 0o600)
+    before = {name: (legacy / name).read_bytes() for name in ("mlflow.db", "basic_auth.db", "mlflow.db-journal")}
+    assert sorted(_swap.adopt_db_dir(str(legacy))) == ["basic_auth.db", "mlflow.db", "mlflow.db-journal"]
+    assert {name: (legacy / "db" / name).read_bytes() for name in before} == before
+    assert sorted(os.listdir(legacy)) == ["db", "docker-compose.yml", "mlruns"]
+    assert oct(os.stat(legacy / "db").st_mode & 0o777) == "0o777"
+    assert oct(os.stat(legacy / "db" / "mlflow.db").st_mode & 0o777) == "0o666"
+    assert _swap.adopt_db_dir(str(legacy)) == []
+
+
+def test_adopt_db_dir_finishes_a_move_that_was_cut_off(legacy):
+    (legacy / "db").mkdir()
+    os.rename(legacy / "mlflow.db", legacy / "db" / "mlflow.db")
+    assert _store_read.store_info(str(legacy))["auth_db"]["counts"]["users"] == 1
+    assert _swap.adopt_db_dir(str(legacy)) == ["basic_auth.db"]
+    assert sorted(os.listdir(legacy / "db")) == ["basic_auth.db", "mlflow.db"]
+
+
+@pytest.mark.parametrize("case", ["in both places", "a link", "db is a link"])
+def test_adopt_db_dir_refuses_before_moving_anything(legacy, tmp_path, case):
+    if case == "in both places":
+        (legacy / "db").mkdir()
+        (legacy / "db" / "basic_auth.db").write_bytes(b"another")
+        expected = "basic_auth.db is in db/ too"
+    elif case == "a link":
+        os.rename(legacy / "basic_auth.db", tmp_path / "elsewhere.db")
+        os.symlink(tmp_path / "elsewhere.db", legacy / "basic_auth.db")
+        expected = "basic_auth.db is not a plain file"
+    else:
+        (tmp_path / "outside").mkdir()
+        os.symlink(tmp_path / "outside", legacy / "db")
+        expected = "db is not a plain folder"
+    before = sorted(os.listdir(legacy))
+    with pytest.raises(_store_read.StoreError, match=f"{expected}.*Nothing was moved"):
+        _swap.adopt_db_dir(str(legacy))
+    assert sorted(os.listdir(legacy)) == before and (legacy / "mlflow.db").is_file()
+    assert not os.listdir(tmp_path / "outside") if case == "db is a link" else True

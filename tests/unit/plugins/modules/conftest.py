@@ -14,11 +14,12 @@ import pytest
 
 @pytest.fixture
 def store(tmp_path):
-    """A small store: an alembic revision, two active runs, one artifact."""
+    """A small store: db/mlflow.db with an alembic revision and two active runs, one artifact."""
     path = tmp_path / "store"
     (path / "mlruns" / "1" / "r1" / "artifacts").mkdir(parents=True)
     (path / "mlruns" / "1" / "r1" / "artifacts" / "model.pkl").write_bytes(b"\x80\x04model")
-    conn = sqlite3.connect(path / "mlflow.db")
+    (path / "db").mkdir()
+    conn = sqlite3.connect(path / "db" / "mlflow.db")
     with conn:
         conn.execute("CREATE TABLE alembic_version (version_num TEXT)")
         conn.execute("INSERT INTO alembic_version VALUES ('abc123')")

@@ -19,7 +19,7 @@ def test_restore_swaps_in_and_reverts(store, tmp_path, capsys):
     code, swapped = run(mlflow_restore, capsys, state="restored", store_dir=str(store), backup=backup["path"])
     assert code == 0 and swapped["changed"]
     assert (store / "mlruns" / "1" / "r1" / "artifacts" / "model.pkl").read_bytes() == b"\x80\x04model"
-    assert oct(os.stat(store / "mlflow.db").st_mode & 0o777) == "0o666"
+    assert oct(os.stat(store / "db" / "mlflow.db").st_mode & 0o777) == "0o666"
     code, _reverted = run(mlflow_restore, capsys, state="reverted", store_dir=str(store), kept=swapped["kept"])
     assert code == 0
     assert (store / "mlruns" / "1" / "r1" / "artifacts" / "model.pkl").read_bytes() == b"swapped by an attacker"
@@ -69,3 +69,16 @@ def test_restore_refuses_a_link_in_the_backup_in_check_mode_too(store, tmp_path,
     assert result["problems"] == [
         "holds a symbolic link mlruns/1/r1/artifacts/x (to /etc): a backup holds only files and folders; remove it"
     ]
+
+
+def test_db_dir_moves_an_earlier_release_layout_once(store, capsys):
+    os.rename(store / "db" / "mlflow.db", store / "mlflow.db")
+    os.rmdir(store / "db")
+    code, planned = run(mlflow_restore, capsys, state="db_dir", store_dir=str(store), _ansible_check_mode=True)
+    assert code == 0 and planned["changed"] and planned["msg"] == f"Would move mlflow.db into db/ in {store}."
+    assert (store / "mlflow.db").is_file()
+    code, moved = run(mlflow_restore, capsys, state="db_dir", store_dir=str(store))
+    assert code == 0 and moved["changed"] and moved["moved"] == ["mlflow.db"]
+    assert sorted(os.listdir(store / "db")) == ["mlflow.db"] and not (store / "mlflow.db").exists()
+    code, again = run(mlflow_restore, capsys, state="db_dir", store_dir=str(store))
+    assert code == 0 and not again["changed"] and again["moved"] == []
