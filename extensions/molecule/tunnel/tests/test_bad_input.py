@@ -129,6 +129,15 @@ CASES = [
         {"mlflow_server_image": "registry.invalid/mlflow:3.17.2"},
     ),
     (
+        # Docker's key is fetched only with mlflow_server_docker_source: docker; the valid run
+        # moves the port as well, so that it has something to change.
+        "docker key checksum that is not one",
+        "server",
+        {"mlflow_server_docker_key_checksum": "1500c1f56fa9e26b9b8f42452a553675796ade0807" + INJECT},
+        "mlflow_server_docker_key_checksum must be the checksum of Docker's apt signing key",
+        {"mlflow_server_docker_key_checksum": "sha256:" + "0f" * 32, "mlflow_server_port": 501},
+    ),
+    (
         "allowed host with a newline",
         "server",
         {"mlflow_server_allowed_hosts": ["localhost:*" + INJECT]},
