@@ -28,7 +28,7 @@ options:
         type: str
         default: host
       uri:
-        description: The database URI without a password, such as C(postgresql://mlflow@mlflow-postgres:5432/mlflow).
+        description: The database URI without a password, such as C(postgresql://mlflow_owner@mlflow-postgres:5432/mlflow).
         type: str
         required: true
       pgpass_file:

@@ -93,7 +93,7 @@ EXAMPLES = r"""
     postgres:
       image: mlops/postgres:17
       network: mlflow_default
-      uri: postgresql://mlflow@mlflow-postgres:5432/mlflow
+      uri: postgresql://mlflow_owner@mlflow-postgres:5432/mlflow
       pgpass_file: /opt/mlflow/secrets/pgpass
     s3:
       endpoint: http://172.18.0.3:8333

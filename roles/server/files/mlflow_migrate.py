@@ -4,7 +4,7 @@ then compare both sides table by table (row count and checksum). Prints one line
 The server role runs it in a one-off container of the MLflow image (SQLAlchemy and the PostgreSQL drivers are
 there), with the pre-migration backup mounted read-only and the target's password in PGPASSFILE:
 
-  python /mlflow_migrate.py --target postgresql://mlflow@mlflow-postgres:5432/mlflow \
+  python /mlflow_migrate.py --target postgresql://mlflow_owner@mlflow-postgres:5432/mlflow \
       --source /backup/mlflow.db [--source /backup/basic_auth.db]
 
 The target's schema comes from `mlflow db upgrade` (and the basic-auth app's migration) of the same image, so
