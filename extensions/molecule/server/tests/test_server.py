@@ -126,6 +126,8 @@ def test_container_runs_healthy_with_restart_policy(host):
     state = json.loads(host.check_output("docker inspect mlflow-server"))[0]
     assert state["State"]["Running"] is True
     assert state["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+    # Docker rotates the log (its default never does): 5 files of 20 MB at most.
+    assert state["HostConfig"]["LogConfig"] == {"Type": "json-file", "Config": {"max-file": "5", "max-size": "20m"}}
 
 
 def test_port_listens_on_loopback_only_where_only_root_may_listen(host):
