@@ -111,8 +111,9 @@ def test_no_secret_leaks_anywhere_a_user_or_a_log_could_see_it(host):
 
 
 def test_the_mlflow_container_cannot_read_the_admin_record_or_the_compose_file(host):
-    """MLflow sees, read-only, only the secret files it reads; the admin's current password (the
-    role's record) and the Compose file stay out of a path-traversal bug's reach."""
+    """MLflow sees, read-only, only the secret files it reads; the role's record of the admin's
+    password and the Compose file stay out of a path-traversal bug's reach. MLflow's own settings
+    (basic_auth.ini) still carry the configured admin password: MLflow creates the admin from them."""
     listed = host.check_output("docker exec mlflow-server ls -A /run/mlflow /mlflow").split()
     assert listed == [
         "/mlflow:",
@@ -128,4 +129,5 @@ def test_the_mlflow_container_cannot_read_the_admin_record_or_the_compose_file(h
     # Positive control: the record holds the current password on the host, where grep finds it.
     assert f"{STORE}/secrets/admin_password" in host.run(f"grep -rlF -- {SECOND_ADMIN_PASSWORD} {STORE}").stdout.split()
     inside = host.run(f"docker exec mlflow-server grep -rlF -- {SECOND_ADMIN_PASSWORD} /mlflow /run/mlflow")
-    assert inside.rc == 1 and inside.stdout == ""
+    assert inside.rc == 0 and inside.stdout.split() == ["/run/mlflow/basic_auth.ini"]
+    assert host.run("docker exec mlflow-server test -e /run/mlflow/admin_password").rc == 1
