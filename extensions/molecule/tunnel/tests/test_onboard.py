@@ -154,6 +154,27 @@ def test_sshd_limits_the_members_group_to_local_forwards_to_mlflow(host):
     )
 
 
+def test_onboarding_fails_when_an_earlier_sshd_setting_undoes_the_members_limits(host, tmp_path):
+    """sshd keeps the first value it reads: an admin's drop-in that sorts before onboarding's
+    would leave a tunnel-only member free to `ssh -R`. Onboarding checks what sshd applies."""
+    earlier = "/etc/ssh/sshd_config.d/00-lab.conf"
+    host.check_output(f"printf 'Match User ivy\\n    AllowTcpForwarding yes\\n    PermitListen any\\n' > {earlier}")
+    try:
+        result, out = onboard(tmp_path, [member(tmp_path, "ivy")])
+        # The hole is real: sshd gives ivy remote forwards.
+        effective = host.check_output("sshd -T -C user=ivy,host=pc,addr=192.0.2.9").lower().splitlines()
+        assert "allowtcpforwarding yes" in effective and "permitlisten any" in effective
+    finally:
+        host.check_output(f"rm -f {earlier}")
+    assert result.returncode != 0
+    assert "does not give the tunnel-only members the limits of /etc/ssh/sshd_config.d/mlflow-members.conf" in out
+    assert "lacks allowtcpforwarding local, permitlisten none" in out
+    # The control: without the earlier drop-in, the same member is onboarded.
+    result, out = onboard(tmp_path, [member(tmp_path, "ivy")])
+    assert result.returncode == 0, out[-3000:]
+    assert "allowtcpforwarding local" in host.check_output("sshd -T -C user=ivy,host=pc,addr=192.0.2.9").lower()
+
+
 def test_members_log_in_on_the_servers_ssh_port(tmp_path):
     """With the server in the inventory on ansible_port 2222 (its sshd listens there too), a member's
     Host block says Port 2222 and onboarding's own check through the tunnel passes. An inventory of
