@@ -11,8 +11,8 @@ with sshd, Docker and the MLflow image; the repo's site.yml deploys MLflow on it
 timed). Every member's PC is this controller (ansible_connection local, as root), each member
 with their own ssh_config_path, host alias and free local port, the controller's generated key
 as identity_file and public_key, a shared UserKnownHostsFile, and server account benchNN
-(mlflow_onboard_manage_accounts: true), the way extensions/molecule/tunnel/molecule.yml
-describes alice. mlflow_onboard_server_address is the target's bridge address.
+(mlflow_team_manage_accounts: true), the way extensions/molecule/tunnel/molecule.yml
+describes alice. mlflow_team_server_address is the target's bridge address.
 
 Members are hosts of their own (onboard.yml's first play adds them) and run in parallel, up to
 ansible.cfg's forks (20). Each --repeat round, team sizes in a rotated order, timed as the wall
@@ -67,8 +67,8 @@ def team(target, size, ports):
         )
     return {
         "mlflow_team": members,
-        "mlflow_onboard_manage_accounts": True,
-        "mlflow_onboard_server_address": target.address,
+        "mlflow_team_manage_accounts": True,
+        "mlflow_team_server_address": target.address,
     }
 
 

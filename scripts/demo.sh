@@ -145,7 +145,7 @@ mlflow_clients:
       ansible_python_interpreter: $root/.venv/bin/python
 all:
   vars:
-    mlflow_onboard_manage_accounts: true
+    mlflow_team_manage_accounts: true
     mlflow_team:
       - name: $user
         pc: localhost

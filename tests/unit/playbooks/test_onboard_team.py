@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""playbooks/onboard.yml's team checks, run for real with ansible-playbook: no two members share a
+"""playbooks/onboard.yml's team checks (the role mlops.mlflow.team), run for real with ansible-playbook: no two members share a
 server account or an MLflow user, and no member gets the MLflow admin's name.
 
 The server is this host over the local connection, with accounts and authentication off, so the
@@ -150,8 +150,8 @@ def record(tmp_path, collections_path, stored, changes):
     """(made, next) of the record, from the server's read of it (None: no file) and the members' changes."""
     server = {"ansible_connection": "local"}
     if stored is not None:
-        server["__onboard_record_file"] = {"content": base64.b64encode(json.dumps(stored).encode()).decode()}
-    members = {f"m{i}": {"onboard_mlflow_record": change} for i, change in enumerate(changes)}
+        server["__mlflow_team_record_file"] = {"content": base64.b64encode(json.dumps(stored).encode()).decode()}
+    members = {f"m{i}": {"__mlflow_team_record_change": change} for i, change in enumerate(changes)}
     members["m-none"] = {}
     inventory = {
         "mlflow_servers": {"hosts": {"server": server}},
@@ -166,7 +166,7 @@ def record(tmp_path, collections_path, stored, changes):
             str(tmp_path / "inventory.json"),
             str(Path(__file__).with_name("record.yml")),
             "-e",
-            json.dumps({"onboard_vars": str(ROOT / "playbooks" / "vars" / "onboard.yml")}),
+            json.dumps({"team_role": str(ROOT / "roles" / "team")}),
         ],
         capture_output=True,
         text=True,

@@ -28,6 +28,8 @@ def test_removing_ben_deletes_his_mlflow_user_credentials_and_account(host):
     )
     assert result.rc == 0, result.stdout[-3000:]
     assert "ben: REMOVED" in result.stdout
+    # The inventory still names two settings as before 0.5.0: both read, and both named.
+    assert "[DEPRECATED] mlflow_onboard_manage_accounts, mlflow_onboard_server_address:" in result.stdout
     status = api(host, "/api/2.0/mlflow/users/get?username=ben", ADMIN, SECOND_ADMIN_PASSWORD)[0]
     assert status == 404
     assert on_pc("ben", "test -e ~/.mlflow/credentials", check=False).returncode != 0

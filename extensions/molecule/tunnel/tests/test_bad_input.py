@@ -332,8 +332,15 @@ CASES = [
     (
         "MLflow port for onboarding adding an sshd line",
         "onboard",
+        {"mlflow_team_server_port": "500\nPermitOpen any"},
+        "argument 'mlflow_team_server_port' is of type str and we were unable to convert to int",
+        {"mlflow_team_server_port": 501},
+    ),
+    (
+        "MLflow port for onboarding adding an sshd line, by its name before 0.5.0",
+        "onboard",
         {"mlflow_onboard_server_port": "500\nPermitOpen any"},
-        "mlflow_onboard_server_port (by default the server's mlflow_server_port) must be a plain number",
+        "(or mlflow_onboard_server_port, its name before 0.5.0; by default the server's mlflow_server_port) must be",
         {"mlflow_onboard_server_port": 501},
     ),
 ]

@@ -200,8 +200,8 @@ def test_members_log_in_on_the_servers_ssh_port(tmp_path):
         json.dumps(
             {
                 "mlflow_team": team,
-                "mlflow_onboard_manage_accounts": True,
-                "mlflow_onboard_server_address": server_address(),
+                "mlflow_team_manage_accounts": True,
+                "mlflow_team_server_address": server_address(),
             }
         )
     )
@@ -260,7 +260,7 @@ def test_onboard_refuses_accounts_it_must_not_touch_before_any_change(host, tmp_
 def test_an_existing_account_may_be_used_when_allowed_and_keeps_its_shell(host, tmp_path):
     before = host.check_output("getent passwd legacy")
     result, out = onboard(
-        tmp_path, [member(tmp_path, "old", server_user="legacy")], mlflow_onboard_allow_existing_accounts=True
+        tmp_path, [member(tmp_path, "old", server_user="legacy")], mlflow_team_allow_existing_accounts=True
     )
     assert result.returncode == 0, out[-3000:]
     assert host.check_output("getent passwd legacy") == before

@@ -62,8 +62,8 @@ def onboard_dave(tmp_path):
                         "public_key": KEY.with_suffix(".pub").read_text().strip(),
                     }
                 ],
-                "mlflow_onboard_manage_accounts": True,
-                "mlflow_onboard_server_address": "127.0.0.1",
+                "mlflow_team_manage_accounts": True,
+                "mlflow_team_server_address": "127.0.0.1",
             }
         )
     )
