@@ -3,8 +3,8 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""playbooks/onboard.yml's team checks (the role mlops.mlflow.team), run for real with ansible-playbook: no two members share a
-server account or an MLflow user, and no member gets the MLflow admin's name.
+"""playbooks/onboard.yml's team checks (the role mlops.mlflow.team), run for real with ansible-playbook:
+no two members share a server account or an MLflow user, and no member gets the MLflow admin's name.
 
 The server is this host over the local connection, with accounts and authentication off, so the
 server play changes nothing; the members' PCs are an address where nothing listens, so a member
