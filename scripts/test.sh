@@ -34,6 +34,14 @@ if ! MLFLOW_SETUP_IMAGES=0 bash scripts/setup.sh; then
 fi
 export PATH="$root/.venv/bin:$PATH"
 declare -a results=()
+# Disk: a run on a fresh machine takes about 15 GB (the venv, the images and their archives,
+# the targets' own engines), and less space fails late and oddly (a target's image load or
+# a database write, with "no space left on device" deep in a log). Say so first, and in the summary.
+free_gb=$(df -Pk "$root" /var/lib/docker 2>/dev/null | awk 'NR > 1 {gb = int($4 / 1048576); if (min == "" || gb < min) min = gb} END {print min + 0}')
+if [ "$free_gb" -lt 20 ]; then
+  echo "WARNING: only $free_gb GB free on disk; a full run takes about 15 GB and may fail for want of space"
+  results+=("WARN  disk: only $free_gb GB free at the start (a full run takes about 15 GB)")
+fi
 passed=0 failed=0 skipped=0
 
 # budget NAME SECONDS: a Molecule scenario's time against its budget (extensions/molecule/budgets).
