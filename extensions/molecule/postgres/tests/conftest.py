@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
-from mlflow_relay import Relay
+from mlflow_client import Writer, pointed_at, relay  # noqa: F401  # pylint: disable=unused-import
 
 # The test files import these from here.
 from playbook import PROJECT, run_playbook  # noqa: F401  # pylint: disable=unused-import
@@ -62,26 +62,14 @@ def manifest(host, backup):
     return json.loads(host.file(f"{backup}/manifest.json").content_string)
 
 
-@pytest.fixture(scope="module")
-def relay(host):
-    relay = Relay(host.backend.get_hostname())
-    yield relay
-    relay.close()
-
-
 @pytest.fixture
-def mlflow(relay, monkeypatch):
-    import mlflow
-
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
+def mlflow(relay, monkeypatch):  # noqa: F811  # the fixture imported above
     # MLflow 3.16+ advertises presigned downloads straight from S3 for an S3 destination; a client
     # behind the tunnel cannot reach the bucket, so it asks for artifacts through MLflow
     # (docs/docsite/rst/guide_scale.rst).
     monkeypatch.setenv("MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD", "false")
     monkeypatch.setenv("MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD", "false")
-    mlflow.set_tracking_uri(relay.uri)
-    return mlflow
+    return pointed_at(monkeypatch, relay.uri, timeout=60)
 
 
 @pytest.fixture(scope="session")

@@ -1,48 +1,19 @@
 """Backups of PostgreSQL and S3 while a client writes, and a restore into freshly started services."""
 
-import threading
 import time
 
-from conftest import STORE, assert_run_intact, backups, bucket_keys, manifest, psql, run_playbook, sh
-
-
-class Writer:
-    """Logs one metric step after another on one run and records what MLflow acknowledged."""
-
-    def __init__(self, mlflow):
-        self.client = mlflow.MlflowClient()
-        self.run_id = self.client.create_run(mlflow.set_experiment("under-backup").experiment_id).info.run_id
-        self.acked, self.errors = [], []
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._loop, daemon=True)
-
-    def _loop(self):
-        while not self.stop.is_set():
-            try:
-                self.client.log_metric(self.run_id, "steady", 1.0, step=len(self.acked))
-                self.acked.append(time.monotonic())
-            except Exception as error:  # every failure counts, whatever its type
-                self.errors.append(f"{type(error).__name__}: {str(error)[:200]}")
-                time.sleep(0.2)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join(timeout=120)
+from conftest import STORE, Writer, assert_run_intact, backups, bucket_keys, manifest, psql, run_playbook, sh
 
 
 def test_a_backup_under_load_is_one_snapshot_whose_counts_are_the_dump_s(host, mlflow, monkeypatch):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     before = set(backups(host))
-    with Writer(mlflow) as writer:
-        while len(writer.acked) < 10 and not writer.errors:
+    with Writer(mlflow, "under-backup") as writer:
+        while len(writer.acked_steps) < 10 and not writer.errors:
             time.sleep(0.2)
-        acked_before = len(writer.acked)
+        acked_before = len(writer.acked_steps)
         result = run_playbook(host, "backup.yml")
-        acked_after = len(writer.acked)
+        acked_after = len(writer.acked_steps)
     assert result.rc == 0, result.failures
     assert writer.errors == []
     assert acked_after > acked_before, "the client wrote nothing while the backup ran"

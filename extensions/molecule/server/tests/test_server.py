@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 import yaml
+from mlflow_client import assert_run_intact, log_run
 from neighbour import Neighbour
 from neighbour import container_address as neighbour_aims_at
 
@@ -29,27 +30,6 @@ def wait_healthy(host, timeout=180):
 
 def container_address(host):
     return neighbour_aims_at(host.backend.get_hostname())
-
-
-def log_sample_run(mlflow, tmp_path, experiment):
-    artifact = tmp_path / f"notes-{uuid.uuid4().hex}.txt"
-    artifact.write_text(f"artifact body {uuid.uuid4().hex}\n")
-    mlflow.set_experiment(experiment)
-    with mlflow.start_run() as run:
-        mlflow.log_param("learning_rate", "0.01")
-        for step in range(5):
-            mlflow.log_metric("loss", 1.0 / (step + 1), step=step)
-        mlflow.log_artifact(str(artifact))
-    return run.info.run_id, artifact
-
-
-def assert_run_intact(mlflow, run_id, artifact, tmp_path):
-    client = mlflow.MlflowClient()
-    run = client.get_run(run_id)
-    assert run.data.params == {"learning_rate": "0.01"}
-    assert [m.value for m in client.get_metric_history(run_id, "loss")] == [1.0 / (s + 1) for s in range(5)]
-    fetched = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact.name, dst_path=str(tmp_path))
-    assert open(fetched).read() == artifact.read_text()
 
 
 def test_store_is_private_and_keeps_the_seeds_modes_inside(host):
@@ -188,21 +168,21 @@ def test_health_endpoint_answers_ok(host):
 
 
 def test_artifacts_land_on_server_store(host, mlflow, tmp_path):
-    run_id, artifact = log_sample_run(mlflow, tmp_path, f"verify-{uuid.uuid4().hex[:8]}")
-    assert_run_intact(mlflow, run_id, artifact, tmp_path)
-    found = host.check_output(f"find {STORE}/mlruns -path '*{run_id}*' -name {artifact.name}")
+    run = log_run(mlflow, tmp_path, f"verify-{uuid.uuid4().hex[:8]}")
+    assert_run_intact(mlflow, run, tmp_path, in_order=True)
+    found = host.check_output(f"find {STORE}/mlruns -path '*{run['run_id']}*' -name {run['artifact']}")
     assert found, "the artifact is not under mlruns/ on the server"
-    assert host.file(found.splitlines()[0]).content_string == artifact.read_text()
+    assert host.file(found.splitlines()[0]).content == run["bytes"]
 
 
 def test_runs_survive_compose_down_up_and_container_removal(host, mlflow, tmp_path):
-    run_id, artifact = log_sample_run(mlflow, tmp_path, "survival")
+    run = log_run(mlflow, tmp_path, "survival")
     host.check_output(f"cd {STORE} && docker compose down && docker compose up -d")
     assert wait_healthy(host)
-    assert_run_intact(mlflow, run_id, artifact, tmp_path / "after-down-up")
+    assert_run_intact(mlflow, run, tmp_path / "after-down-up", in_order=True)
     host.check_output(f"docker rm -f mlflow-server && cd {STORE} && docker compose up -d")
     assert wait_healthy(host)
-    assert_run_intact(mlflow, run_id, artifact, tmp_path / "after-rm")
+    assert_run_intact(mlflow, run, tmp_path / "after-rm", in_order=True)
 
 
 def role_logic_on_one_platform(host):
