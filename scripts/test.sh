@@ -33,6 +33,18 @@ if ! MLFLOW_SETUP_IMAGES=0 bash scripts/setup.sh; then
   exit 1
 fi
 export PATH="$root/.venv/bin:$PATH"
+# promtool (Debian's prometheus package) checks the alert rules the server role ships: only the
+# binary, unpacked into the venv, so no Prometheus server is installed or started here.
+if ! command -v promtool >/dev/null; then
+  promtool_deb=$(mktemp -d)
+  if (cd "$promtool_deb" && apt-get download -qq prometheus >/dev/null 2>&1) || {
+    apt-get update -qq && (cd "$promtool_deb" && apt-get download -qq prometheus >/dev/null)
+  }; then
+    dpkg-deb --fsys-tarfile "$promtool_deb"/prometheus_*.deb | tar -xO ./usr/bin/promtool >.venv/bin/promtool
+    chmod 0755 .venv/bin/promtool
+  fi
+  rm -rf "$promtool_deb"
+fi
 declare -a results=()
 # Disk: a run on a fresh machine takes about 15 GB (the venv, the images and their archives,
 # the targets' own engines), and less space fails late and oddly (a target's image load or

@@ -50,6 +50,9 @@ from ansible_collections.mlops.mlflow.plugins.module_utils.mlflow_postgres impor
 from ansible_collections.mlops.mlflow.plugins.module_utils.mlflow_s3 import S3Error, export_bucket
 
 MANIFEST = "manifest.json"
+# The outcome of the newest backup attempt, success or failure (record_last_run): what the
+# server's metrics (mlflow-metrics) read for the last backup's time and result.
+LAST_RUN = "last_run.json"
 FORMAT = 2
 # Backup folders: <UTC timestamp>-<label>; name order is age order.
 NAME_RE = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[a-z][a-z0-9-]*\Z")
@@ -192,6 +195,29 @@ def list_backups(backup_dir):
         if NAME_RE.match(name) and os.path.isdir(path):
             found.append({"name": name, "path": path, "manifest": read_manifest(path)})
     return found
+
+
+def record_last_run(backup_dir, ok, when=None, name=None, size=None, error=None):
+    """Write LAST_RUN in backup_dir, root's alone, by rename: {time, ok, name, bytes, error}. Only into
+    a backup folder that exists and is not a link; a failure to record is not the backup's."""
+    if os.path.islink(backup_dir) or not os.path.isdir(backup_dir):
+        return
+    entry = {
+        "time": int(when if when is not None else datetime.datetime.now().timestamp()),
+        "ok": ok,
+        "name": name,
+        "bytes": size,
+        "error": error,
+    }
+    partial = os.path.join(backup_dir, f".{LAST_RUN}.partial")
+    try:
+        if os.path.lexists(partial):
+            os.unlink(partial)
+        with os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600), "w") as handle:
+            json.dump(entry, handle)
+        os.replace(partial, os.path.join(backup_dir, LAST_RUN))
+    except OSError:
+        pass
 
 
 def read_manifest(path):

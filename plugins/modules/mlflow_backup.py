@@ -22,6 +22,9 @@ description:
   - Databases are copied before the artifacts, so every artifact a backed-up run refers to is in the backup.
   - Writes C(manifest.json) with the MLflow version, the schema revision, the counts of experiments, runs,
     active runs, metrics, params, tags and artifact files, and the sha256 of every file.
+  - Records the outcome of every run that is not a check, success or failure, in C(last_run.json) in O(backup_dir)
+    (its time, whether it worked, the backup's name and size, or the error), where the server role's metrics read
+    the last backup's result. A failed backup leaves the finished backups as they were.
   - Copies only folders and regular files, and never follows a link. A symbolic link, named pipe, socket or device
     file in C(mlruns/) (MLflow writes none) is left out, named in RV(skipped), and the module warns. A restore
     refuses a backup holding one, and a backup that failed on it would leave the team without any. A store whose
@@ -181,7 +184,12 @@ import shutil  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.mlops.mlflow.plugins.module_utils._backends import BACKEND_ARGUMENT_SPEC, backends  # noqa: E402
-from ansible_collections.mlops.mlflow.plugins.module_utils._backup import LABEL_RE, create_backup, retention  # noqa: E402
+from ansible_collections.mlops.mlflow.plugins.module_utils._backup import (  # noqa: E402
+    LABEL_RE,
+    create_backup,
+    record_last_run,
+    retention,
+)
 from ansible_collections.mlops.mlflow.plugins.module_utils._store_read import StoreError  # noqa: E402
 
 
@@ -224,7 +232,12 @@ def main():
         for path in deleted:
             shutil.rmtree(path)
     except StoreError as error:
+        record_last_run(p["backup_dir"], False, error=str(error))
         module.fail_json(msg=str(error), path=None, deleted=[], kept={})
+    except Exception as error:  # recorded as failed, then reported as Ansible reports a crash
+        record_last_run(p["backup_dir"], False, error=f"{type(error).__name__}: {error}")
+        raise
+    record_last_run(p["backup_dir"], True, name=summary["name"], size=summary["bytes"])
     for what in summary["skipped"]:
         module.warn(f"Left out of the backup {summary['path']}: {what}. A backup holds only folders and files.")
     if summary["anomaly"]:

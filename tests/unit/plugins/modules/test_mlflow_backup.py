@@ -7,7 +7,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import time
 
 from ansible_collections.mlops.mlflow.plugins.modules import mlflow_backup, mlflow_restore
 from ansible_collections.mlops.mlflow.tests.unit.plugins.modules.store_modules import run
@@ -55,3 +57,25 @@ def test_backup_warns_about_what_it_leaves_out(store, tmp_path, capsys):
         "A backup holds only folders and files."
     ]
     assert not os.path.lexists(os.path.join(backup["path"], "mlruns", "1", "r1", "artifacts", "etc"))
+
+
+def test_each_backup_run_records_its_outcome_and_a_failure_keeps_the_last_good_one(store, tmp_path, capsys):
+    """last_run.json (what the server's metrics read): the newest attempt, whether it worked or not."""
+    backups = tmp_path / "b"
+    code, good = run(mlflow_backup, capsys, store_dir=str(store), backup_dir=str(backups))
+    assert code == 0
+    record = json.loads((backups / "last_run.json").read_text())
+    assert record["ok"] is True and record["name"] == good["name"] and record["bytes"] == good["bytes"]
+    assert record["error"] is None and abs(record["time"] - time.time()) < 60
+    assert oct((backups / "last_run.json").stat().st_mode & 0o777) == "0o600"
+    db = next(path for path in (store / "db" / "mlflow.db", store / "mlflow.db") if path.exists())
+    db.write_bytes(b"not a database, " * 64)
+    code, failed = run(mlflow_backup, capsys, store_dir=str(store), backup_dir=str(backups))
+    assert code == 1
+    record = json.loads((backups / "last_run.json").read_text())
+    assert record["ok"] is False and record["name"] is None and record["error"] == failed["msg"]
+    # The failed attempt left no backup behind: the good one is still the newest.
+    assert sorted(path.name for path in backups.iterdir() if not path.name.startswith(".")) == [
+        good["name"],
+        "last_run.json",
+    ]

@@ -1,0 +1,232 @@
+#!/usr/bin/python3
+# Copyright (c) mlops.mlflow developers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Write MLflow's health, version, last backup, last gc and store sizes as node_exporter
+textfile metrics, by rename, so node_exporter never reads half a file. Run as root by
+mlflow-metrics.timer (the server role); needs Python 3's standard library only.
+
+    mlflow-metrics --port 500 --store /opt/mlflow --backup-dir /var/backups/mlflow \
+        --out /var/lib/prometheus/node-exporter/mlflow.prom \
+        [--address 127.0.0.1] [--auth-user admin --auth-password-file /opt/mlflow/secrets/admin_password]
+
+The series and what each means: the server role's README (Metrics and alerts)."""
+
+import argparse
+import base64
+import calendar
+import http.client
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+MEMBER_MARKER = "mlops.mlflow member"
+BACKUP_NAME = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[a-z][a-z0-9-]*$")
+
+
+def get(address, port, path, auth=None, timeout=5.0):
+    """(status, body) of GET path on MLflow's address and port, with a tunnel client's Host header."""
+    headers = {"Host": f"localhost:{port}"}
+    if auth:
+        headers["Authorization"] = "Basic " + base64.b64encode(auth.encode()).decode()
+    connection = http.client.HTTPConnection(address, port, timeout=timeout)
+    try:
+        connection.request("GET", path, headers=headers)
+        response = connection.getresponse()
+        return response.status, response.read(65536).decode("utf-8", "replace")
+    finally:
+        connection.close()
+
+
+def health(address, port, auth):
+    """(up, reason, seconds, version): MLflow answers /health with OK, or why not."""
+    started = time.monotonic()
+    try:
+        status, body = get(address, port, "/health")
+    except ConnectionRefusedError:
+        return 0, "connection refused", time.monotonic() - started, None
+    except TimeoutError:
+        return 0, "timeout", time.monotonic() - started, None
+    except (OSError, http.client.HTTPException) as error:
+        return 0, type(error).__name__, time.monotonic() - started, None
+    seconds = time.monotonic() - started
+    if status != 200 or body.strip() != "OK":
+        return 0, f"http {status}", seconds, None
+    try:
+        status, body = get(address, port, "/version", auth)
+    except (OSError, http.client.HTTPException):
+        return 1, "ok", seconds, None
+    return 1, "ok", seconds, body.strip() if status == 200 else None
+
+
+def admin_login(user, password_file):
+    """user:password from the role's root-only record of the admin's password, or None."""
+    if not user or not password_file:
+        return None
+    try:
+        with open(password_file, encoding="utf-8") as handle:
+            return f"{user}:{handle.read().strip()}"
+    except OSError:
+        return None
+
+
+def tree_bytes(path):
+    """Bytes of the regular files under path, links not followed; 0 when it is missing."""
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                info = os.lstat(os.path.join(root, name))
+            except OSError:
+                continue
+            if not os.path.islink(os.path.join(root, name)):
+                total += info.st_size
+    return total
+
+
+def backups(backup_dir):
+    """(last success time, its bytes, last run time, last run ok): from the newest finished
+    backup's manifest and the record of the newest attempt (mlflow_backup's last_run.json)."""
+    success = size = None
+    try:
+        names = sorted(name for name in os.listdir(backup_dir) if BACKUP_NAME.match(name))
+    except OSError:
+        names = []
+    for name in reversed(names):
+        try:
+            with open(os.path.join(backup_dir, name, "manifest.json"), encoding="utf-8") as handle:
+                manifest = json.load(handle)
+            created = time.strptime(manifest["created"], "%Y-%m-%dT%H:%M:%SZ")
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        success = calendar.timegm(created)
+        size = manifest.get("bytes")
+        break
+    try:
+        with open(os.path.join(backup_dir, "last_run.json"), encoding="utf-8") as handle:
+            last = json.load(handle)
+        run_time, run_ok = float(last["time"]), 1 if last["ok"] else 0
+    except (OSError, ValueError, KeyError, TypeError):
+        run_time, run_ok = success, (1 if success is not None else None)
+    return success, size, run_time, run_ok
+
+
+def gc_unit(unit):
+    """(last run time, exit code) of the gc service from systemd, or (None, None) before its first run."""
+    try:
+        shown = subprocess.run(  # noqa: S603  # fixed arguments and a unit name from the role
+            ["/usr/bin/systemctl", "show", unit, "--property=ExecMainExitTimestamp,ExecMainStatus", "--timestamp=unix"],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=10,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+    values = dict(line.split("=", 1) for line in shown.splitlines() if "=" in line)
+    stamp = values.get("ExecMainExitTimestamp", "").lstrip("@")
+    if not stamp.isdigit():
+        return None, None
+    return float(stamp), int(values.get("ExecMainStatus") or 0)
+
+
+def members(accounts_file="/etc/passwd"):
+    """Accounts that onboarding (the team role) made: their comment carries its marker."""
+    try:
+        with open(accounts_file, encoding="utf-8") as handle:
+            return sum(1 for line in handle if len(line.split(":")) > 4 and MEMBER_MARKER in line.split(":")[4])
+    except OSError:
+        return 0
+
+
+def label(value):
+    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
+
+
+def render(samples):
+    """The textfile: a HELP and TYPE line per series, then its samples; None values are left out."""
+    lines = []
+    for name, help_text, values in samples:
+        values = [(labels, value) for labels, value in values if value is not None]
+        if not values:
+            continue
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
+        for labels, value in values:
+            inside = ",".join(f'{key}="{label(text)}"' for key, text in labels.items())
+            text = str(int(value)) if float(value).is_integer() else repr(float(value))
+            lines.append(f"{name}{{{inside}}} {text}" if inside else f"{name} {text}")
+    return "\n".join(lines) + "\n"
+
+
+def collect(args, now=None):
+    now = time.time() if now is None else now
+    up, reason, seconds, version = health(args.address, args.port, admin_login(args.auth_user, args.auth_password_file))
+    success, size, run_time, run_ok = backups(args.backup_dir)
+    gc_time, gc_code = gc_unit(args.gc_unit)
+    db_dir = os.path.join(args.store, "db")
+    try:
+        disk = os.statvfs(args.store)
+        avail, total = disk.f_bavail * disk.f_frsize, disk.f_blocks * disk.f_frsize
+    except OSError:
+        avail = total = None
+    return [
+        ("mlflow_health_up", "1 when MLflow answered /health with OK at the last check, else 0.", [({}, up)]),
+        (
+            "mlflow_health_reason",
+            "Why the last check judged so (ok, connection refused, timeout, http <status>).",
+            [({"reason": reason}, 1)],
+        ),
+        ("mlflow_health_latency_seconds", "How long /health took to answer at the last check.", [({}, seconds)]),
+        ("mlflow_health_last_run_timestamp_seconds", "When the last check ran.", [({}, now)]),
+        ("mlflow_info", "The MLflow version that answered /version.", [({"version": version}, 1 if version else None)]),
+        ("mlflow_backup_last_success_timestamp_seconds", "When the newest finished backup was made.", [({}, success)]),
+        ("mlflow_backup_last_success_bytes", "The size of the newest finished backup.", [({}, size)]),
+        ("mlflow_backup_last_run_timestamp_seconds", "When the newest backup attempt ended.", [({}, run_time)]),
+        ("mlflow_backup_last_run_success", "1 when the newest backup attempt worked, else 0.", [({}, run_ok)]),
+        ("mlflow_gc_last_run_timestamp_seconds", "When mlflow gc last ended.", [({}, gc_time)]),
+        ("mlflow_gc_last_exit_code", "mlflow gc's last exit code (0: it worked).", [({}, gc_code)]),
+        (
+            "mlflow_store_db_bytes",
+            "Bytes of the SQLite databases and their journals in the store.",
+            [({}, tree_bytes(db_dir) if os.path.isdir(db_dir) else None)],
+        ),
+        (
+            "mlflow_store_artifacts_bytes",
+            "Bytes of the local artifacts (mlruns/).",
+            [({}, tree_bytes(os.path.join(args.store, "mlruns")))],
+        ),
+        ("mlflow_store_filesystem_avail_bytes", "Free bytes on the store's filesystem.", [({}, avail)]),
+        ("mlflow_store_filesystem_size_bytes", "Size of the store's filesystem.", [({}, total)]),
+        ("mlflow_team_members", "Accounts onboarding made on this server.", [({}, members())]),
+    ]
+
+
+def write(path, text):
+    """Into path's folder under a temporary name, then renamed over path."""
+    partial = f"{path}.{os.getpid()}.tmp"
+    with open(partial, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.chmod(partial, 0o644)
+    os.replace(partial, path)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
+    parser.add_argument("--address", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--store", required=True)
+    parser.add_argument("--backup-dir", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--gc-unit", default="mlflow-gc.service")
+    parser.add_argument("--auth-user", default="")
+    parser.add_argument("--auth-password-file", default="")
+    args = parser.parse_args(argv)
+    write(args.out, render(collect(args)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

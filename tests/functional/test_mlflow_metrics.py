@@ -1,0 +1,126 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) mlops.mlflow developers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The server role's metrics collector (roles/server/files/mlflow_metrics.py) against a real
+`mlflow server`, its output read by the real promtool, and the alert rules it ships tested
+with `promtool test rules` on recorded series (prometheus/mlflow.rules.test.yml).
+
+promtool comes from Debian's prometheus package; scripts/test.sh unpacks it into the venv."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+from conftest import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+COLLECTOR = ROOT / "roles" / "server" / "files" / "mlflow_metrics.py"
+RULES = ROOT / "roles" / "server" / "files" / "mlflow.rules.yml"
+RULE_TESTS = Path(__file__).with_name("prometheus") / "mlflow.rules.test.yml"
+
+
+def promtool():
+    found = shutil.which("promtool", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]))
+    assert found, "promtool is missing: scripts/test.sh unpacks it from Debian's prometheus package into .venv/bin"
+    return found
+
+
+def store(tmp_path, backup_ok=True):
+    """A store with a database and two artifacts, and a backup folder with one finished backup
+    (made 2026-12-01 00:00:00 UTC) and the record of a newer attempt."""
+    (tmp_path / "store" / "db").mkdir(parents=True)
+    (tmp_path / "store" / "db" / "mlflow.db").write_bytes(b"x" * 4096)
+    (tmp_path / "store" / "mlruns" / "1").mkdir(parents=True)
+    (tmp_path / "store" / "mlruns" / "1" / "a.bin").write_bytes(b"y" * 1000)
+    (tmp_path / "store" / "mlruns" / "1" / "b.bin").write_bytes(b"z" * 24)
+    backup = tmp_path / "backups" / "20261201T000000Z-manual"
+    backup.mkdir(parents=True)
+    (backup / "manifest.json").write_text(json.dumps({"created": "2026-12-01T00:00:00Z", "bytes": 5120}))
+    # An unfinished one, newer: not a backup yet.
+    (tmp_path / "backups" / ".20261202T000000Z-manual.partial").mkdir()
+    error = None if backup_ok else "disk full"
+    record = {"time": 1796256000, "ok": backup_ok, "name": None, "bytes": None, "error": error}
+    (tmp_path / "backups" / "last_run.json").write_text(json.dumps(record))
+    return tmp_path / "store", tmp_path / "backups"
+
+
+def collect(tmp_path, port, backup_ok=True):
+    """Run the collector as the timer does; the written file and its samples {series{labels}: value}."""
+    store_dir, backups = store(tmp_path, backup_ok)
+    out = tmp_path / "mlflow.prom"
+    subprocess.run(
+        [sys.executable, str(COLLECTOR), "--port", str(port), "--store", str(store_dir), "--backup-dir", str(backups),
+         "--out", str(out), "--gc-unit", "mlflow-gc-not-here.service"],
+        check=True, timeout=60,
+    )  # fmt: skip
+    samples = {}
+    for line in out.read_text().splitlines():
+        if not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    return out, samples
+
+
+def test_a_healthy_server_and_the_store_read_as_node_exporter_metrics(mlflow_server, tmp_path):
+    out, samples = collect(tmp_path, mlflow_server.port, backup_ok=False)
+    assert samples["mlflow_health_up"] == 1
+    assert samples['mlflow_health_reason{reason="ok"}'] == 1
+    assert samples['mlflow_info{version="%s"}' % mlflow.__version__] == 1
+    # The finished backup is the last success; the newer failed attempt is the last run.
+    assert samples["mlflow_backup_last_success_timestamp_seconds"] == 1796083200
+    assert samples["mlflow_backup_last_success_bytes"] == 5120
+    assert samples["mlflow_backup_last_run_timestamp_seconds"] == 1796256000
+    assert samples["mlflow_backup_last_run_success"] == 0
+    assert samples["mlflow_store_db_bytes"] == 4096
+    assert samples["mlflow_store_artifacts_bytes"] == 1024
+    assert 0 < samples["mlflow_store_filesystem_avail_bytes"] <= samples["mlflow_store_filesystem_size_bytes"]
+    # gc never ran here: its series are left out rather than made up.
+    assert not any(name.startswith("mlflow_gc_") for name in samples)
+    # node_exporter reads what promtool accepts.
+    checked = subprocess.run([promtool(), "check", "metrics"], input=out.read_text(), capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert oct(out.stat().st_mode & 0o777) == "0o644"
+    assert [path.name for path in tmp_path.iterdir() if path.name.endswith(".tmp")] == []
+
+
+def test_a_port_where_nothing_answers_reads_as_down_with_the_reason(tmp_path):
+    _out, samples = collect(tmp_path, free_port())
+    assert samples["mlflow_health_up"] == 0
+    assert samples['mlflow_health_reason{reason="connection refused"}'] == 1
+    assert not any(name.startswith("mlflow_info") for name in samples)
+    assert samples["mlflow_backup_last_run_success"] == 1
+
+
+def test_the_alert_rules_fire_as_their_tests_say(tmp_path):
+    checked = subprocess.run([promtool(), "check", "rules", str(RULES)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    tested = subprocess.run(
+        [promtool(), "test", "rules", RULE_TESTS.name], cwd=RULE_TESTS.parent, capture_output=True, text=True
+    )
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+
+
+def test_control_the_rule_tests_catch_a_wrong_threshold(tmp_path):
+    """The same tests on rules whose backup alert waits 28 hours instead of 26: they must fail."""
+    rules = tmp_path / "roles" / "server" / "files"
+    rules.mkdir(parents=True)
+    text = RULES.read_text()
+    assert "> 26 * 3600" in text
+    (rules / RULES.name).write_text(text.replace("> 26 * 3600", "> 28 * 3600"))
+    tests = tmp_path / "tests" / "functional" / "prometheus"
+    tests.mkdir(parents=True)
+    shutil.copy(RULE_TESTS, tests)
+    tested = subprocess.run([promtool(), "test", "rules", RULE_TESTS.name], cwd=tests, capture_output=True, text=True)
+    assert tested.returncode != 0
+    assert re.search(r"MLflowNoRecentBackup", tested.stdout + tested.stderr), tested.stdout + tested.stderr
