@@ -10,7 +10,7 @@ mlflow-metrics.timer (the server role); needs Python 3's standard library only.
         --out /var/lib/prometheus/node-exporter/mlflow.prom \
         [--address 127.0.0.1] [--auth-user admin --auth-password-file /opt/mlflow/secrets/admin_password]
 
-The series and what each means: the server role's README (Metrics and alerts)."""
+The series and what each means: the collection's README, section Metrics and alerts."""
 
 import argparse
 import base64
