@@ -3,7 +3,7 @@
 logs in a loop while something happens to the server.
 
 Import it from a scenario's conftest.py, after mlflow_relay's sys.path line:
-    from mlflow_client import Writer, assert_run_intact, log_run, pointed_at, relay
+    from mlflow_client import Writer, assert_run_intact, log_run, pointed_at, relay, wait_for
 (`relay` is a pytest fixture: importing it into conftest.py makes it the scenario's.)"""
 
 import os
@@ -15,6 +15,16 @@ from pathlib import Path
 
 import pytest
 from mlflow_relay import Relay
+
+
+def wait_for(condition, timeout, interval=0.5):
+    """True as soon as condition() is, or condition()'s last answer after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(interval)
+    return condition()
 
 
 @pytest.fixture(scope="module")

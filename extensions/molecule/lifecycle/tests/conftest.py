@@ -7,13 +7,12 @@ starting from the state the previous one left: MLflow 2.22.1 after converge,
 
 import json
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
-from mlflow_client import Writer, assert_run_intact, log_run, pointed_at, relay  # noqa: F401  # pylint: disable=unused-import
+from mlflow_client import Writer, assert_run_intact, log_run, pointed_at, relay, wait_for  # noqa: F401  # pylint: disable=unused-import
 
 # The test files import these from here.
 from playbook import PROJECT, readme_env, run_playbook  # noqa: F401  # pylint: disable=unused-import
@@ -90,15 +89,6 @@ def fingerprint(host):
         "backups": sh(host, f"ls -1 {BACKUPS} 2>/dev/null || true"),
         "container": sh(host, "docker inspect -f '{{.Id}} {{.Config.Image}} {{.State.StartedAt}}' mlflow-server"),
     }
-
-
-def wait_for(condition, timeout, interval=0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(interval)
-    return condition()
 
 
 # --- the real mlflow client -------------------------------------------------

@@ -4,9 +4,9 @@ container stops, and back to 1 when it runs again. Role logic: debian13 only, wh
 sets a 10 s period."""
 
 import re
-import time
 
 import pytest
+from mlflow_client import wait_for
 
 PERIOD = 10
 SCRAPE = (
@@ -36,15 +36,6 @@ def series(host):
             name, value = line.rsplit(" ", 1)
             found[name] = float(value)
     return found
-
-
-def wait_for(condition, timeout, interval=1.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(interval)
-    return condition()
 
 
 def test_node_exporter_serves_the_role_s_series(node_exporter):
