@@ -205,9 +205,13 @@ def collect(args, now=None):
 
 
 def write(path, text):
-    """Into path's folder under a temporary name, then renamed over path."""
+    """Into path's folder under a new temporary name (never through a link planted there), then
+    renamed over path: node_exporter reads the old file or the new one, never half of one."""
     partial = f"{path}.{os.getpid()}.tmp"
-    with open(partial, "w", encoding="utf-8") as handle:
+    if os.path.lexists(partial):
+        os.unlink(partial)
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
         handle.write(text)
     os.chmod(partial, 0o644)
     os.replace(partial, path)
