@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 # Copyright (c) mlops.mlflow developers
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
@@ -6,7 +5,7 @@
 textfile metrics, by rename, so node_exporter never reads half a file. Run as root by
 mlflow-metrics.timer (the server role); needs Python 3's standard library only.
 
-    mlflow-metrics --port 500 --store /opt/mlflow --backup-dir /var/backups/mlflow \
+    python3 /usr/local/lib/mlflow-metrics.py --port 500 --store /opt/mlflow --backup-dir /var/backups/mlflow \
         --out /var/lib/prometheus/node-exporter/mlflow.prom \
         [--address 127.0.0.1] [--auth-user admin --auth-password-file /opt/mlflow/secrets/admin_password]
 
