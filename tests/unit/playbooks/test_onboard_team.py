@@ -166,7 +166,7 @@ def record(tmp_path, collections_path, stored, changes):
             str(tmp_path / "inventory.json"),
             str(Path(__file__).with_name("record.yml")),
             "-e",
-            json.dumps({"role_path": str(ROOT / "roles" / "team")}),
+            json.dumps({"team_role": str(ROOT / "roles" / "team")}),
         ],
         capture_output=True,
         text=True,
@@ -195,65 +195,3 @@ def test_the_record_keeps_what_onboarding_created_and_drops_what_it_deleted(tmp_
 def test_no_record_yet_means_onboarding_created_nobody(tmp_path, collections_path):
     made, after = record(tmp_path, collections_path, None, [{"add": "bob"}])
     assert made == [] and after == ["bob"]
-
-
-def settings(tmp_path, collections_path, extra):
-    """The team role's settings and the old names found, for these extra vars."""
-    inventory = {"all": {"hosts": {"localhost": {"ansible_connection": "local"}}}}
-    (tmp_path / "inventory.json").write_text(json.dumps(inventory))
-    result = subprocess.run(
-        [
-            ansible_playbook(),
-            "-i",
-            str(tmp_path / "inventory.json"),
-            str(Path(__file__).with_name("settings.yml")),
-            "-e",
-            json.dumps({"role_path": str(ROOT / "roles" / "team"), **extra}),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=tmp_path,
-        env=dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections_path, ANSIBLE_NOCOLOR="1"),
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    line = next(line for line in result.stdout.splitlines() if "SETTINGS " in line)
-    return json.loads(json.loads(line.split(": ", 1)[1]).split("SETTINGS ", 1)[1])
-
-
-def test_a_name_before_0_5_0_is_read_where_the_new_one_keeps_its_default(tmp_path, collections_path):
-    found = settings(
-        tmp_path,
-        collections_path,
-        {
-            # Read: the new names keep their defaults.
-            "mlflow_onboard_manage_accounts": True,
-            "mlflow_onboard_check_tunnel": False,
-            "mlflow_onboard_health_timeout": 90,
-            # Not read: the new name is set.
-            "mlflow_onboard_server_port": 502,
-            "mlflow_team_server_port": 501,
-        },
-    )
-    assert found["old"] == [
-        "mlflow_onboard_check_tunnel",
-        "mlflow_onboard_health_timeout",
-        "mlflow_onboard_manage_accounts",
-        "mlflow_onboard_server_port",
-    ]
-    assert found["settings"]["mlflow_team_manage_accounts"] is True
-    assert found["settings"]["mlflow_team_check_tunnel"] is False
-    assert found["settings"]["mlflow_team_health_timeout"] == 90
-    assert found["settings"]["mlflow_team_server_port"] == 501
-    # The others keep the role's defaults.
-    assert found["settings"]["mlflow_team_member_access"] == "tunnel"
-    assert found["settings"]["mlflow_team_allow_existing_accounts"] is False
-
-
-def test_without_old_names_the_settings_are_the_new_ones(tmp_path, collections_path):
-    found = settings(tmp_path, collections_path, {"mlflow_team_manage_accounts": True})
-    assert found["old"] == []
-    assert found["settings"]["mlflow_team_manage_accounts"] is True
-    assert found["settings"]["mlflow_team_check_tunnel"] is True
-    assert found["settings"]["mlflow_team_server_port"] == 0
