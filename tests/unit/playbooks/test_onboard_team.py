@@ -195,3 +195,77 @@ def test_the_record_keeps_what_onboarding_created_and_drops_what_it_deleted(tmp_
 def test_no_record_yet_means_onboarding_created_nobody(tmp_path, collections_path):
     made, after = record(tmp_path, collections_path, None, [{"add": "bob"}])
     assert made == [] and after == ["bob"]
+
+
+def settings(tmp_path, collections_path, extra):
+    """The team role's settings as a run uses them, for these extra vars (server: localhost)."""
+    inventory = {"mlflow_servers": {"hosts": {"localhost": {"ansible_connection": "local", "ansible_host": "gpu-1"}}}}
+    (tmp_path / "inventory.json").write_text(json.dumps(inventory))
+    result = subprocess.run(
+        [
+            ansible_playbook(),
+            "-i",
+            str(tmp_path / "inventory.json"),
+            str(Path(__file__).with_name("settings.yml")),
+            "-e",
+            json.dumps({"team_role": str(ROOT / "roles" / "team"), **extra}),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+        env=dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections_path, ANSIBLE_NOCOLOR="1"),
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    line = next(line for line in result.stdout.splitlines() if "SETTINGS " in line)
+    return json.loads(json.loads(line.split(": ", 1)[1]).split("SETTINGS ", 1)[1])
+
+
+def test_without_old_names_the_settings_are_the_role_s_defaults_and_the_server_s(tmp_path, collections_path):
+    assert settings(tmp_path, collections_path, {}) == {
+        "manage_accounts": False,
+        "check_tunnel": True,
+        "health_timeout": 30,
+        "server_port": 500,
+        "member_access": "tunnel",
+        "allow_existing": False,
+        "server_address": "gpu-1",
+    }
+
+
+def test_each_name_before_0_5_0_is_read_where_the_new_one_keeps_its_default(tmp_path, collections_path):
+    old = {
+        "mlflow_onboard_manage_accounts": True,
+        "mlflow_onboard_check_tunnel": False,
+        "mlflow_onboard_health_timeout": 90,
+        "mlflow_onboard_server_port": 502,
+        "mlflow_onboard_member_access": "shell",
+        "mlflow_onboard_allow_existing_accounts": True,
+        "mlflow_onboard_server_address": "lab.example.org",
+    }
+    assert settings(tmp_path, collections_path, old) == {
+        "manage_accounts": True,
+        "check_tunnel": False,
+        "health_timeout": 90,
+        "server_port": 502,
+        "member_access": "shell",
+        "allow_existing": True,
+        "server_address": "lab.example.org",
+    }
+
+
+def test_a_new_name_that_is_set_wins_over_the_old_one(tmp_path, collections_path):
+    found = settings(
+        tmp_path,
+        collections_path,
+        {
+            "mlflow_onboard_server_port": 502,
+            "mlflow_team_server_port": 501,
+            "mlflow_onboard_health_timeout": 90,
+            "mlflow_team_health_timeout": 45,
+            "mlflow_onboard_server_address": "old.example.org",
+            "mlflow_team_server_address": "new.example.org",
+        },
+    )
+    assert (found["server_port"], found["health_timeout"], found["server_address"]) == (501, 45, "new.example.org")
