@@ -33,17 +33,20 @@ if ! MLFLOW_SETUP_IMAGES=0 bash scripts/setup.sh; then
   exit 1
 fi
 export PATH="$root/.venv/bin:$PATH"
-# promtool (Debian's prometheus package) checks the alert rules the server role ships: only the
-# binary, unpacked into the venv, so no Prometheus server is installed or started here.
-if ! command -v promtool >/dev/null; then
-  promtool_deb=$(mktemp -d)
-  if (cd "$promtool_deb" && apt-get download -qq prometheus >/dev/null 2>&1) || {
-    apt-get update -qq && (cd "$promtool_deb" && apt-get download -qq prometheus >/dev/null)
+# promtool (Debian's prometheus package) checks the alert rules the server role ships, and the
+# Molecule tests scrape a target's node_exporter with a real Prometheus: only the two binaries,
+# unpacked into the venv, so no Prometheus service is installed or started here.
+if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
+  prometheus_deb=$(mktemp -d)
+  if (cd "$prometheus_deb" && apt-get download -qq prometheus >/dev/null 2>&1) || {
+    apt-get update -qq && (cd "$prometheus_deb" && apt-get download -qq prometheus >/dev/null)
   }; then
-    dpkg-deb --fsys-tarfile "$promtool_deb"/prometheus_*.deb | tar -xO ./usr/bin/promtool >.venv/bin/promtool
-    chmod 0755 .venv/bin/promtool
+    for tool in promtool prometheus; do
+      dpkg-deb --fsys-tarfile "$prometheus_deb"/prometheus_*.deb | tar -xO "./usr/bin/$tool" >".venv/bin/$tool"
+      chmod 0755 ".venv/bin/$tool"
+    done
   fi
-  rm -rf "$promtool_deb"
+  rm -rf "$prometheus_deb"
 fi
 declare -a results=()
 # Disk: a run on a fresh machine takes about 19 GB at its peak (the venv, the images and their archives,

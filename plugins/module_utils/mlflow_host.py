@@ -119,7 +119,7 @@ def image_facts(cache_dir, image_id):
     if not cache_dir or not image_id:
         return None
     try:
-        with open(os.path.join(cache_dir, f"{image_id[7:]}.v2.json")) as handle:
+        with open(os.path.join(cache_dir, f"{image_id[7:]}.v3.json")) as handle:
             return json.load(handle)
     except (OSError, ValueError):
         return None

@@ -39,7 +39,7 @@ options:
     description: An image reference to look up in the local Docker engine.
     type: str
   cache_dir:
-    description: Where the role keeps what it learned about images, as C(<image id>.v2.json).
+    description: Where the role keeps what it learned about images, as C(<image id>.v3.json).
     type: path
   container:
     description: A container name to inspect.

@@ -133,12 +133,14 @@ def start_mlflow(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def mlflow_servers(start_mlflow):
+def mlflow_servers(start_mlflow, tmp_path_factory):
     """Both long-lived servers, started together since each takes about 10 s to come up."""
     servers = {
         "default": start_mlflow(),
         # --allowed-hosts excludes localhost, as a wrong mlflow_server_allowed_hosts would.
         "narrow_hosts": start_mlflow("--allowed-hosts", "example.org:*"),
+        # MLflow's own /metrics, as mlflow_server_metrics turns it on (the role's tmpfs is a folder here).
+        "metrics": start_mlflow("--expose-prometheus", str(tmp_path_factory.mktemp("prometheus"))),
     }
     for server in servers.values():
         server.wait_ready()
@@ -149,6 +151,12 @@ def mlflow_servers(start_mlflow):
 def mlflow_server(mlflow_servers):
     """A server with MLflow's default allowed hosts (localhost and private addresses)."""
     return mlflow_servers["default"]
+
+
+@pytest.fixture(scope="session")
+def mlflow_server_metrics(mlflow_servers):
+    """A server that serves its own /metrics (--expose-prometheus)."""
+    return mlflow_servers["metrics"]
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,7 @@ import re
 import shutil
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import mlflow
@@ -55,13 +56,13 @@ def store(tmp_path, backup_ok=True):
     return tmp_path / "store", tmp_path / "backups"
 
 
-def collect(tmp_path, port, backup_ok=True):
+def collect(tmp_path, port, backup_ok=True, extra=()):
     """Run the collector as the timer does; the written file and its samples {series{labels}: value}."""
     store_dir, backups = store(tmp_path, backup_ok)
     out = tmp_path / "mlflow.prom"
     subprocess.run(
         [sys.executable, str(COLLECTOR), "--port", str(port), "--store", str(store_dir), "--backup-dir", str(backups),
-         "--out", str(out), "--gc-unit", "mlflow-gc-not-here.service"],
+         "--out", str(out), "--gc-unit", "mlflow-gc-not-here.service", *extra],
         check=True, timeout=60,
     )  # fmt: skip
     samples = {}
@@ -88,10 +89,8 @@ def test_a_healthy_server_and_the_store_read_as_node_exporter_metrics(mlflow_ser
     # gc never ran here: its series are left out rather than made up.
     assert not any(name.startswith("mlflow_gc_") for name in samples)
     # node_exporter reads what promtool accepts.
-    checked = subprocess.run(
-        [promtool(), "check", "metrics"], input=out.read_text(), capture_output=True, text=True, check=False
-    )
-    assert checked.returncode == 0, checked.stdout + checked.stderr
+    code, said = check_metrics(out)
+    assert code == 0, said
     assert oct(out.stat().st_mode & 0o777) == "0o644"
     assert [path.name for path in tmp_path.iterdir() if path.name.endswith(".tmp")] == []
 
@@ -102,6 +101,49 @@ def test_a_port_where_nothing_answers_reads_as_down_with_the_reason(tmp_path):
     assert samples['mlflow_health_reason{reason="connection refused"}'] == 1
     assert not any(name.startswith("mlflow_info") for name in samples)
     assert samples["mlflow_backup_last_run_success"] == 1
+
+
+def check_metrics(out):
+    """What promtool says of the file, as node_exporter's parser would take it."""
+    checked = subprocess.run(
+        [promtool(), "check", "metrics"], input=out.read_text(), capture_output=True, text=True, check=False
+    )
+    return checked.returncode, checked.stdout + checked.stderr
+
+
+def test_mlflow_s_own_metrics_are_added_with_server_metrics(mlflow_server_metrics, tmp_path):
+    """--server-metrics (mlflow_server_metrics): MLflow's request counters join the file, the
+    collector's own families once each; and the control: the same run without it adds none."""
+    url = mlflow_server_metrics.url + "/api/2.0/mlflow/experiments/search?max_results=1"
+    for _ in range(3):
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            assert answer.status == 200
+    _control, control_samples = collect(tmp_path / "control", mlflow_server_metrics.port)
+    assert not any(name.startswith(("mlflow_http_", "mlflow_server_metrics_up")) for name in control_samples)
+
+    out, samples = collect(tmp_path / "with", mlflow_server_metrics.port, extra=["--server-metrics"])
+    assert samples["mlflow_server_metrics_up"] == 1
+    requests = {name: value for name, value in samples.items() if name.startswith("mlflow_http_request_total{")}
+    assert requests.get('mlflow_http_request_total{method="GET",status="200"}', 0) >= 3, requests
+    assert any(name.startswith("mlflow_http_request_duration_seconds_bucket{") for name in samples)
+    text = out.read_text()
+    # Only MLflow's mlflow_* families; every family named once (node_exporter refuses a repeat).
+    families = re.findall(r"^# TYPE (\S+) ", text, re.MULTILINE)
+    assert len(families) == len(set(families)), families
+    assert all(family.startswith("mlflow_") for family in families), families
+    assert families.count("mlflow_info") == 1
+    code, said = check_metrics(out)
+    assert code == 0, said
+
+
+def test_server_metrics_on_a_server_without_them_reads_as_0(mlflow_server, tmp_path):
+    """A server started without --expose-prometheus answers /metrics with 404: the collector says
+    so, and the rest of the file is whole."""
+    out, samples = collect(tmp_path, mlflow_server.port, extra=["--server-metrics"])
+    assert samples["mlflow_server_metrics_up"] == 0
+    assert samples["mlflow_health_up"] == 1
+    assert not any(name.startswith("mlflow_http_") for name in samples)
+    assert check_metrics(out)[0] == 0
 
 
 def test_the_alert_rules_fire_as_their_tests_say(tmp_path):

@@ -7,7 +7,11 @@ mlflow-metrics.timer (the server role); needs Python 3's standard library only.
 
     python3 /usr/local/lib/mlflow-metrics.py --port 500 --store /opt/mlflow --backup-dir /var/backups/mlflow \
         --out /var/lib/prometheus/node-exporter/mlflow.prom \
-        [--address 127.0.0.1] [--auth-user admin --auth-password-file /opt/mlflow/secrets/admin_password]
+        [--address 127.0.0.1] [--auth-user admin --auth-password-file /opt/mlflow/secrets/admin_password] \
+        [--server-metrics]
+
+With --server-metrics it also reads MLflow's own /metrics (mlflow server --expose-prometheus) and adds
+its mlflow_* families: node_exporter then serves them, and Prometheus needs no MLflow login.
 
 The series and what each means: the collection's README, section Metrics and alerts."""
 
@@ -26,8 +30,9 @@ MEMBER_MARKER = "mlops.mlflow member"
 BACKUP_NAME = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[a-z][a-z0-9-]*$")
 
 
-def get(address, port, path, auth=None, timeout=5.0):
-    """(status, body) of GET path on MLflow's address and port, with a tunnel client's Host header."""
+def get(address, port, path, auth=None, timeout=5.0, limit=65536):
+    """(status, body) of GET path on MLflow's address and port, with a tunnel client's Host header
+    (so MLflow's allowed hosts stay as they are); at most limit bytes of the body."""
     headers = {"Host": f"localhost:{port}"}
     if auth:
         headers["Authorization"] = "Basic " + base64.b64encode(auth.encode()).decode()
@@ -35,7 +40,7 @@ def get(address, port, path, auth=None, timeout=5.0):
     try:
         connection.request("GET", path, headers=headers)
         response = connection.getresponse()
-        return response.status, response.read(65536).decode("utf-8", "replace")
+        return response.status, response.read(limit).decode("utf-8", "replace")
     finally:
         connection.close()
 
@@ -70,6 +75,32 @@ def admin_login(user, password_file):
             return f"{user}:{handle.read().strip()}"
     except OSError:
         return None
+
+
+def server_metrics(address, port, auth):
+    """(up, body): MLflow's /metrics text when it answered 200 (up 1), else (0, "")."""
+    try:
+        status, body = get(address, port, "/metrics", auth, timeout=10.0, limit=8 << 20)
+    except (OSError, http.client.HTTPException):
+        return 0, ""
+    return (1, body) if status == 200 else (0, "")
+
+
+def reexport(body, reserved):
+    """The mlflow_* families of an exposition text, each with its HELP, TYPE and samples, except
+    those named in reserved (this collector's own): nothing else of the text reaches the file."""
+    kept, family = [], None
+    for line in body.splitlines():
+        if line.startswith("#"):
+            parts = line.split(" ", 3)
+            if len(parts) < 3 or parts[1] not in ("HELP", "TYPE"):
+                continue
+            family = parts[2]
+        elif not line.strip() or family is None or not line.startswith(family):
+            continue
+        if family.startswith("mlflow_") and family not in reserved:
+            kept.append(line)
+    return "\n".join(kept) + "\n" if kept else ""
 
 
 def tree_bytes(path):
@@ -162,7 +193,8 @@ def render(samples):
 
 def collect(args, now=None):
     now = time.time() if now is None else now
-    up, reason, seconds, version = health(args.address, args.port, admin_login(args.auth_user, args.auth_password_file))
+    login = admin_login(args.auth_user, args.auth_password_file)
+    up, reason, seconds, version = health(args.address, args.port, login)
     success, size, run_time, run_ok = backups(args.backup_dir)
     gc_time, gc_code = gc_unit(args.gc_unit)
     db_dir = os.path.join(args.store, "db")
@@ -203,6 +235,13 @@ def collect(args, now=None):
     ]
 
 
+def server_samples(args, login):
+    """MLflow's own /metrics, re-exported (--server-metrics): whether it answered, and its families."""
+    up, body = server_metrics(args.address, args.port, login)
+    own = ("mlflow_server_metrics_up", "1 when MLflow's own /metrics answered at the last check, else 0.", [({}, up)])
+    return [own], body
+
+
 def write(path, text):
     """Into path's folder under a new temporary name (never through a link planted there), then
     renamed over path: node_exporter reads the old file or the new one, never half of one."""
@@ -226,8 +265,14 @@ def main(argv=None):
     parser.add_argument("--gc-unit", default="mlflow-gc.service")
     parser.add_argument("--auth-user", default="")
     parser.add_argument("--auth-password-file", default="")
+    parser.add_argument("--server-metrics", action="store_true")
     args = parser.parse_args(argv)
-    write(args.out, render(collect(args)))
+    samples = collect(args)
+    text = render(samples)
+    if args.server_metrics:
+        own, body = server_samples(args, admin_login(args.auth_user, args.auth_password_file))
+        text += render(own) + reexport(body, {name for name, _help, _values in samples + own})
+    write(args.out, text)
     return 0
 
 

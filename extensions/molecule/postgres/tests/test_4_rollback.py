@@ -23,10 +23,10 @@ def test_a_failed_upgrade_rolls_back_to_the_old_image_and_the_pre_upgrade_dump(h
     sh(host, f"docker build -q --build-arg BASE=mlops/mlflow:3.17.2-full -t {BROKEN} /var/tmp/mlflow-broken >/dev/null")
     image_id = sh(host, f"docker image inspect -f '{{{{.Id}}}}' {BROKEN}").strip()[7:]
     good_id = sh(host, "docker image inspect -f '{{.Id}}' mlops/mlflow:3.17.2-full").strip()[7:]
-    facts = json.loads(host.file(f"{CACHE}/{good_id}.v2.json").content_string)
+    facts = json.loads(host.file(f"{CACHE}/{good_id}.v3.json").content_string)
     facts["tracking"]["known"].append("ffffffffffff")
     facts["tracking"]["head"] = "ffffffffffff"
-    host.check_output(f"cat > {CACHE}/{image_id}.v2.json <<'EOF'\n{json.dumps(facts)}\nEOF")
+    host.check_output(f"cat > {CACHE}/{image_id}.v3.json <<'EOF'\n{json.dumps(facts)}\nEOF")
 
     revision = psql(host, "SELECT version_num FROM alembic_version")
     runs = int(psql(host, "SELECT count(*) FROM runs")[0][0])

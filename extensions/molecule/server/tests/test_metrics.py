@@ -3,39 +3,18 @@ in the target as an admin would): MLflow's health goes to 0 within two timer per
 container stops, and back to 1 when it runs again. Role logic: debian13 only, whose inventory
 sets a 10 s period."""
 
-import re
-
 import pytest
 from mlflow_client import wait_for
+from node_exporter import install, series
 
 PERIOD = 10
-SCRAPE = (
-    'python3 -c "import urllib.request; '
-    "print(urllib.request.urlopen('http://127.0.0.1:9100/metrics', timeout=5).read().decode())\""
-)
 
 
 @pytest.fixture(scope="module")
 def node_exporter(host):
     if host.backend.get_hostname() != "debian13":
         pytest.skip("role logic, the same on every platform: run on debian13")
-    host.check_output(
-        "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus-node-exporter"
-        " >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive"
-        " apt-get install -y -qq --no-install-recommends prometheus-node-exporter >/dev/null)"
-    )
-    assert wait_for(lambda: host.run(SCRAPE).rc == 0, 60), "node_exporter does not answer on 127.0.0.1:9100"
-    return host
-
-
-def series(host):
-    """The mlflow_* and textfile samples node_exporter serves: {name{labels}: value}."""
-    found = {}
-    for line in host.check_output(SCRAPE).splitlines():
-        if re.match(r"(mlflow_|node_textfile_)", line):
-            name, value = line.rsplit(" ", 1)
-            found[name] = float(value)
-    return found
+    return install(host)
 
 
 def test_node_exporter_serves_the_role_s_series(node_exporter):

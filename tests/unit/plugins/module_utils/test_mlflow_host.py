@@ -142,7 +142,7 @@ def test_a_secret_files_digest_is_keyed_and_shows_nothing_to_check_guesses_again
 
 
 def test_image_facts_come_from_the_cache_of_that_image_id(tmp_path):
-    (tmp_path / f"{IMAGE_ID[7:]}.v2.json").write_text('{"version": "3.17.2"}')
+    (tmp_path / f"{IMAGE_ID[7:]}.v3.json").write_text('{"version": "3.17.2"}')
     assert host.image_facts(str(tmp_path), IMAGE_ID) == {"version": "3.17.2"}
     assert host.image_facts(str(tmp_path), "sha256:" + "cd" * 32) is None
     assert host.image_facts(str(tmp_path), None) is None
