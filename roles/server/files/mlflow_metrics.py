@@ -144,23 +144,49 @@ def backups(backup_dir):
     return success, size, run_time, run_ok
 
 
-def gc_unit(unit):
-    """(last run time, exit code) of the gc service from systemd, or (None, None) before its first run."""
+REMOVED = {
+    "runs": re.compile(r"^Run with ID \S+ has been permanently deleted\.$"),
+    "experiments": re.compile(r"^Experiment with ID \S+ has been permanently deleted\.$"),
+    "logged_models": re.compile(r"^Logged model with ID \S+ has been permanently deleted\.$"),
+    "jobs": re.compile(r"^Job with ID \S+ has been permanently deleted\.$"),
+}
+TRACES = re.compile(r"^Trace retention: ([0-9]+) traces deleted\.$")
+
+
+def run(command):
+    """A command's stdout, or "" when it cannot run."""
     try:
-        shown = subprocess.run(  # noqa: S603  # fixed arguments and a unit name from the role
-            ["/usr/bin/systemctl", "show", unit, "--property=ExecMainExitTimestamp,ExecMainStatus", "--timestamp=unix"],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=10,
+        return subprocess.run(  # noqa: S603  # fixed arguments and a unit name from the role
+            command, capture_output=True, text=True, check=False, timeout=20
         ).stdout
     except (OSError, subprocess.SubprocessError):
-        return None, None
+        return ""
+
+
+def gc_unit(unit):
+    """(last run time, exit code, removed) of the gc service from systemd and its journal, or
+    (None, None, {}) before its first run. removed counts what that run deleted, by kind."""
+    shown = run(
+        ["/usr/bin/systemctl", "show", unit, "--timestamp=unix",
+         "--property=ExecMainExitTimestamp,ExecMainStatus,InvocationID"]
+    )  # fmt: skip
     values = dict(line.split("=", 1) for line in shown.splitlines() if "=" in line)
     stamp = values.get("ExecMainExitTimestamp", "").lstrip("@")
     if not stamp.isdigit():
-        return None, None
-    return float(stamp), int(values.get("ExecMainStatus") or 0)
+        return None, None, {}
+    return float(stamp), int(values.get("ExecMainStatus") or 0), removed(values.get("InvocationID", ""))
+
+
+def removed(invocation):
+    """What the gc run with that invocation id printed it deleted: {kind: count}."""
+    if not re.fullmatch(r"[0-9a-f]{32}", invocation):
+        return {}
+    lines = run(["/usr/bin/journalctl", f"_SYSTEMD_INVOCATION_ID={invocation}", "--no-pager", "-o", "cat"]).splitlines()
+    counts = {kind: sum(1 for line in lines if pattern.match(line)) for kind, pattern in REMOVED.items()}
+    traces = [int(found.group(1)) for found in map(TRACES.match, lines) if found]
+    if traces:
+        counts["traces"] = traces[-1]
+    return counts
 
 
 def members(accounts_file="/etc/passwd"):
@@ -196,7 +222,7 @@ def collect(args, now=None):
     login = admin_login(args.auth_user, args.auth_password_file)
     up, reason, seconds, version = health(args.address, args.port, login)
     success, size, run_time, run_ok = backups(args.backup_dir)
-    gc_time, gc_code = gc_unit(args.gc_unit)
+    gc_time, gc_code, gc_removed = gc_unit(args.gc_unit)
     db_dir = os.path.join(args.store, "db")
     try:
         disk = os.statvfs(args.store)
@@ -219,6 +245,11 @@ def collect(args, now=None):
         ("mlflow_backup_last_run_success", "1 when the newest backup attempt worked, else 0.", [({}, run_ok)]),
         ("mlflow_gc_last_run_timestamp_seconds", "When mlflow gc last ended.", [({}, gc_time)]),
         ("mlflow_gc_last_exit_code", "mlflow gc's last exit code (0: it worked).", [({}, gc_code)]),
+        (
+            "mlflow_gc_last_removed",
+            "What the last gc run deleted, by kind (runs, experiments, logged_models, jobs; traces with a retention).",
+            [({"kind": kind}, count) for kind, count in sorted(gc_removed.items())],
+        ),
         (
             "mlflow_store_db_bytes",
             "Bytes of the SQLite databases and their journals in the store.",

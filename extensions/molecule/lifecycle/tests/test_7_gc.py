@@ -1,9 +1,17 @@
 """Housekeeping: with mlflow_server_gc_schedule set, a systemd timer runs `mlflow gc`, which
-removes runs deleted long enough ago and their artifacts, and leaves live runs alone."""
+removes runs deleted long enough ago and their artifacts, and leaves live runs alone; with
+mlflow_server_trace_retention the same timer deletes old traces. What each run removed lands in
+the metrics file."""
+
+import re
+import time
 
 from conftest import NEW, STORE, assert_run_intact, log_run, run_playbook, sqlite, wait_for
 
 GC = {"mlflow_server_gc_schedule": "*:*:0/10", "mlflow_server_gc_older_than": "1s"}
+# A schedule that does not fire during the tests below, which start gc themselves and read
+# what that one run removed.
+QUIET = {**GC, "mlflow_server_gc_schedule": "daily"}
 
 
 def unit(host, name, prop):
@@ -39,11 +47,86 @@ def test_the_gc_timer_purges_deleted_runs_and_their_artifacts_only(host, mlflow,
         assert_run_intact(mlflow, run, tmp_path)
 
 
+DB = f"{STORE}/db/mlflow.db"
+PROM = "/var/lib/prometheus/node-exporter/mlflow.prom"
+
+
+def removed(host):
+    """mlflow_gc_last_removed by kind, from the metrics file the metrics timer writes now."""
+    host.check_output("systemctl start mlflow-metrics.service")
+    text = host.file(PROM).content_string
+    return {
+        kind: float(value) for kind, value in re.findall(r'^mlflow_gc_last_removed\{kind="(\w+)"\} (\S+)$', text, re.M)
+    }
+
+
+def database(host):
+    """(file bytes, pages on the free list, traces) of the tracking database."""
+    return (
+        host.file(DB).size,
+        int(sqlite(host, DB, "PRAGMA freelist_count")),
+        int(sqlite(host, DB, "SELECT count(*) FROM trace_info")),
+    )
+
+
+def test_what_a_gc_run_removed_lands_in_the_metrics(host, mlflow, tmp_path):
+    result = run_playbook(host, "site.yml", {**NEW, **QUIET})
+    assert result.rc == 0, result.failures
+    doomed = log_run(mlflow, tmp_path, "gc-counted")
+    mlflow.MlflowClient().delete_run(doomed["run_id"])
+    time.sleep(1.5)  # older than mlflow_server_gc_older_than
+    host.check_output("systemctl start mlflow-gc.service")
+    assert removed(host)["runs"] == 1
+    # The next run finds nothing to remove, and says so.
+    host.check_output("systemctl start mlflow-gc.service")
+    assert removed(host)["runs"] == 0
+
+
+def test_trace_retention_deletes_old_traces_through_the_server(host, mlflow, ledger, tmp_path):
+    """Traces of a few KB each, logged by the real client; a retention of 1 s deletes them all at
+    the next gc run. SQLite keeps the file's size (the pages go to its free list, for MLflow to
+    reuse) until a VACUUM. The control: the same gc run without a retention keeps every trace."""
+    before = database(host)
+    mlflow.set_experiment("gc-traces")
+    for step in range(20):
+        with mlflow.start_span(name=f"step-{step}") as span:
+            span.set_inputs({"prompt": "x" * 2048, "step": step})
+            for inner in range(4):
+                with mlflow.start_span(name=f"inner-{inner}") as child:
+                    child.set_outputs({"text": "y" * 1024})
+    mlflow.flush_trace_async_logging()
+    logged = database(host)
+    assert logged[2] == before[2] + 20, (before, logged)
+    assert logged[0] > before[0], (before, logged)
+
+    # The control: gc as before, no retention.
+    host.check_output("systemctl start mlflow-gc.service")
+    assert database(host)[2] == logged[2]
+    assert "traces" not in removed(host)
+
+    retention = {**NEW, **QUIET, "mlflow_server_trace_retention": "1s"}
+    result = run_playbook(host, "site.yml", retention)
+    assert result.rc == 0, result.failures
+    gc = host.run("systemctl start mlflow-gc.service")
+    assert gc.rc == 0, host.check_output("journalctl -u mlflow-gc.service --no-pager -o cat | tail -20")
+    after = database(host)
+    print(f"mlflow.db: {before[0]} bytes before the traces, {logged[0]} with them, {after[0]} after the retention "
+          f"({after[1]} free pages)")  # fmt: skip
+    assert after[2] == 0, (logged, after)
+    assert after[0] == logged[0] and after[1] > logged[1], (logged, after)
+    assert removed(host)["traces"] == 20
+    again = run_playbook(host, "site.yml", retention)
+    assert again.rc == 0 and again.changed == 0, again.failures
+    for run in ledger:
+        assert_run_intact(mlflow, run, tmp_path)
+
+
 def test_an_empty_schedule_removes_the_timer(host):
     result = run_playbook(host, "site.yml", NEW)
     assert result.rc == 0, result.failures
     assert not host.file("/etc/systemd/system/mlflow-gc.timer").exists
     assert not host.file("/etc/systemd/system/mlflow-gc.service").exists
+    assert not host.file("/usr/local/lib/mlflow-traces.py").exists
     assert "mlflow-gc" not in host.check_output("systemctl list-timers --all")
     again = run_playbook(host, "site.yml", NEW)
     assert again.rc == 0 and again.changed == 0

@@ -224,6 +224,27 @@ CASES = [
         {"mlflow_server_gc_schedule": "daily", "mlflow_server_gc_older_than": "7d"},
     ),
     (
+        "MLflow's /metrics on an image without the exporter",
+        "server",
+        {"mlflow_server_metrics": True},
+        "mlflow_server_metrics needs prometheus-flask-exporter in the MLflow image",
+        {"mlflow_server_metrics": False},
+    ),
+    (
+        "trace retention injecting a shell command",
+        "server",
+        {"mlflow_server_gc_schedule": "daily", "mlflow_server_trace_retention": f"1d; touch {WITNESS}"},
+        "mlflow_server_trace_retention must be empty or a duration",
+        {"mlflow_server_gc_schedule": "daily", "mlflow_server_trace_retention": "90d"},
+    ),
+    (
+        "trace retention without a gc schedule",
+        "server",
+        {"mlflow_server_trace_retention": "90d"},
+        "mlflow_server_trace_retention runs on the gc timer",
+        {"mlflow_server_gc_schedule": "daily", "mlflow_server_trace_retention": "90d"},
+    ),
+    (
         "backup dir climbing out with ..",
         "server",
         {"mlflow_server_backup": True, "mlflow_server_backup_dir": "/var/backups/../../etc"},
