@@ -6,7 +6,7 @@ the metrics file."""
 import re
 import time
 
-from conftest import NEW, STORE, assert_run_intact, log_run, run_playbook, sqlite, wait_for
+from conftest import NEW, STORE, assert_run_intact, backups, log_run, run_playbook, sqlite, wait_for
 
 GC = {"mlflow_server_gc_schedule": "*:*:0/10", "mlflow_server_gc_older_than": "1s"}
 # A schedule that does not fire during the tests below, which start gc themselves and read
@@ -119,6 +119,31 @@ def test_trace_retention_deletes_old_traces_through_the_server(host, mlflow, led
     assert again.rc == 0 and again.changed == 0, again.failures
     for run in ledger:
         assert_run_intact(mlflow, run, tmp_path)
+
+
+def test_compact_gives_the_freed_pages_back_after_a_backup(host, mlflow, ledger, tmp_path):
+    """playbooks/compact.yml after the retention above: a pre-compact backup, MLflow stopped, VACUUM,
+    MLflow back; the file shrinks in place (same inode, same mode). A second run finds no free
+    pages and leaves MLflow alone."""
+    freed = database(host)
+    assert freed[1] > 0, freed  # the control: the retention left pages to give back
+    inode = host.check_output(f"stat -c '%i %a' {DB}")
+    taken = len(backups(host, "pre-compact"))
+    result = run_playbook(host, "compact.yml", NEW)
+    assert result.rc == 0, result.failures
+    after = database(host)
+    print(f"mlflow.db: {freed[0]} bytes with {freed[1]} free pages, {after[0]} after compact.yml")
+    assert after[1] == 0 and after[0] < freed[0], (freed, after)
+    assert host.check_output(f"stat -c '%i %a' {DB}") == inode
+    assert len(backups(host, "pre-compact")) == taken + 1
+    for run in ledger:
+        assert_run_intact(mlflow, run, tmp_path)
+
+    started = host.check_output("docker inspect -f '{{.State.StartedAt}}' mlflow-server")
+    again = run_playbook(host, "compact.yml", NEW)
+    assert again.rc == 0 and again.changed == 0, again.failures
+    assert host.check_output("docker inspect -f '{{.State.StartedAt}}' mlflow-server") == started
+    assert len(backups(host, "pre-compact")) == taken + 1
 
 
 def test_an_empty_schedule_removes_the_timer(host):
