@@ -117,7 +117,7 @@ def test_port_listens_on_loopback_only_where_only_root_may_listen(host):
 
 
 def test_job_runner_runs_by_default_and_stops_when_switched_off(host):
-    """debian13 keeps the role's default; debian12 (like every other scenario) turns it off."""
+    """debian13 turns the job runner on; debian12 (like every other scenario) has the role's default, off."""
     on = host.backend.get_hostname() == "debian13"
     commands = host.check_output(
         'docker exec mlflow-server sh -c \'cat /proc/[0-9]*/cmdline 2>/dev/null | tr "\\0" " "\''
