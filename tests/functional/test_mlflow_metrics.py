@@ -19,6 +19,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -40,16 +41,16 @@ def promtool():
 def store(tmp_path, backup_ok=True):
     """A store with a database and two artifacts, and a backup folder with one finished backup
     (made 2026-12-01 00:00:00 UTC) and the record of a newer attempt."""
-    (tmp_path / "store" / "db").mkdir(parents=True)
+    (tmp_path / "store" / "db").mkdir(parents=True, exist_ok=True)
     (tmp_path / "store" / "db" / "mlflow.db").write_bytes(b"x" * 4096)
-    (tmp_path / "store" / "mlruns" / "1").mkdir(parents=True)
+    (tmp_path / "store" / "mlruns" / "1").mkdir(parents=True, exist_ok=True)
     (tmp_path / "store" / "mlruns" / "1" / "a.bin").write_bytes(b"y" * 1000)
     (tmp_path / "store" / "mlruns" / "1" / "b.bin").write_bytes(b"z" * 24)
     backup = tmp_path / "backups" / "20261201T000000Z-manual"
-    backup.mkdir(parents=True)
+    backup.mkdir(parents=True, exist_ok=True)
     (backup / "manifest.json").write_text(json.dumps({"created": "2026-12-01T00:00:00Z", "bytes": 5120}))
     # An unfinished one, newer: not a backup yet.
-    (tmp_path / "backups" / ".20261202T000000Z-manual.partial").mkdir()
+    (tmp_path / "backups" / ".20261202T000000Z-manual.partial").mkdir(exist_ok=True)
     error = None if backup_ok else "disk full"
     record = {"time": 1796256000, "ok": backup_ok, "name": None, "bytes": None, "error": error}
     (tmp_path / "backups" / "last_run.json").write_text(json.dumps(record))
@@ -169,3 +170,35 @@ def test_control_the_rule_tests_catch_a_wrong_threshold(tmp_path):
     )
     assert tested.returncode != 0
     assert re.search(r"MLflowNoRecentBackup", tested.stdout + tested.stderr), tested.stdout + tested.stderr
+
+
+STATUS = ROOT / "roles" / "server" / "files" / "mlflow_status.py"
+
+
+def test_each_check_adds_to_the_history_and_status_draws_it(mlflow_server, tmp_path):
+    """Two checks of a healthy server, after a day of history with a fall two hours ago: the
+    history keeps the last 24 hours only, and the picture says when MLflow was down."""
+    out = tmp_path / "mlflow.prom"
+    now = int(time.time())
+    old = [f"{now - 25 * 3600} 1"]  # older than a day: dropped
+    day = [f"{now - 3 * 3600 + i * 60} {0 if 60 <= i < 63 else 1}" for i in range(170)]
+    (tmp_path / "mlflow.history").write_text("\n".join(old + day) + "\n")
+    for _ in range(2):
+        collect(tmp_path, mlflow_server.port)
+    kept = (tmp_path / "mlflow.history").read_text().splitlines()
+    assert len(kept) == 172 and kept[-1].endswith(" 1") and kept[0] == day[0], kept[:2]
+
+    drawn = subprocess.run([sys.executable, str(STATUS), str(out)], capture_output=True, text=True, check=True)
+    picture = {line[:10].strip(): line[10:] for line in drawn.stdout.splitlines() if line[:10].strip()}
+    assert picture["health"].startswith("up (ok, ") and mlflow.__version__ in picture["health"], drawn.stdout
+    assert "down 1 time, the last " in picture["last 24h"] and "of 172 checks up" in picture["last 24h"], drawn.stdout
+    marks = drawn.stdout.splitlines()[3].split()[0]
+    assert len(marks) == 24 and marks[:20] == "·" * 20 and "▄" in marks[20:], drawn.stdout
+    assert picture["backups"].startswith("last good 2026-12-01 00:00 UTC") and "FAILED" not in picture["backups"]
+
+
+def test_control_status_says_when_the_timer_wrote_nothing(tmp_path):
+    drawn = subprocess.run(
+        [sys.executable, str(STATUS), str(tmp_path / "mlflow.prom")], capture_output=True, text=True, check=False
+    )
+    assert drawn.returncode == 1 and "is the metrics timer on?" in drawn.stderr

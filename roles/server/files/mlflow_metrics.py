@@ -10,6 +10,9 @@ mlflow-metrics.timer (the server role); needs Python 3's standard library only.
         [--address 127.0.0.1] [--auth-user admin --auth-password-file /opt/mlflow/secrets/admin_password] \
         [--server-metrics]
 
+Each check also adds "<time> <up>" to the health history beside the file (mlflow.history; the last
+24 hours), which the status playbook (files/mlflow_status.py) draws.
+
 With --server-metrics it also reads MLflow's own /metrics (mlflow server --expose-prometheus) and adds
 its mlflow_* families: node_exporter then serves them, and Prometheus needs no MLflow login.
 
@@ -286,6 +289,23 @@ def write(path, text):
     os.replace(partial, path)
 
 
+HISTORY_SECONDS = 24 * 3600
+
+
+def history(path, now, up):
+    """The health history with this check added and checks older than a day left out."""
+    kept = []
+    try:
+        with open(path, encoding="utf-8") as handle:
+            for line in handle:
+                parts = line.split()
+                if len(parts) == 2 and parts[1] in ("0", "1") and now - float(parts[0]) < HISTORY_SECONDS:
+                    kept.append(line.strip())
+    except (OSError, ValueError):
+        kept = []
+    return "\n".join([*kept, f"{int(now)} {up}"]) + "\n"
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--address", default="127.0.0.1")
@@ -298,12 +318,16 @@ def main(argv=None):
     parser.add_argument("--auth-password-file", default="")
     parser.add_argument("--server-metrics", action="store_true")
     args = parser.parse_args(argv)
-    samples = collect(args)
+    now = time.time()
+    samples = collect(args, now)
     text = render(samples)
     if args.server_metrics:
         own, body = server_samples(args, admin_login(args.auth_user, args.auth_password_file))
         text += render(own) + reexport(body, {name for name, _help, _values in samples + own})
     write(args.out, text)
+    up = {name: values for name, _help, values in samples}["mlflow_health_up"][0][1]
+    kept = os.path.splitext(args.out)[0] + ".history"
+    write(kept, history(kept, now, up))
     return 0
 
 

@@ -3,9 +3,12 @@ in the target as an admin would): MLflow's health goes to 0 within two timer per
 container stops, and back to 1 when it runs again. Role logic: debian13 only, whose inventory
 sets a 10 s period."""
 
+import re
+
 import pytest
 from mlflow_client import wait_for
 from node_exporter import install, series
+from playbook import run_playbook
 
 PERIOD = 10
 
@@ -43,3 +46,21 @@ def test_health_goes_to_0_within_two_periods_when_mlflow_stops_and_back_to_1(nod
     # MLflow takes a while to start; then the next check sees it.
     assert wait_for(lambda: series(host).get("mlflow_health_up") == 1, 180), series(host)
     assert series(host)['mlflow_health_reason{reason="ok"}'] == 1
+
+
+def test_the_status_playbook_draws_health_history_backups_and_disk(node_exporter):
+    """playbooks/status.yml after the stop above: the picture an admin reads, drawn from the
+    metrics timer's files. Printed, so the run's log shows it."""
+    host = node_exporter
+    result = run_playbook(host, "status.yml")
+    assert result.rc == 0 and result.changed == 0, result.failures
+    [lines] = [item["msg"] for name, item in result.results() if name.endswith("Show MLflow's status on debian13")]
+    print("\n".join(lines))
+    picture = {line[:10].strip(): line[10:] for line in lines if line[:10].strip()}
+    assert picture["health"].startswith("up (ok, ") and picture["health"].endswith("MLflow 3.17.2"), lines
+    # The stop above: at least one fall, and a mixed hour among the marks.
+    assert int(re.search(r"down (\d+) times?", picture["last 24h"]).group(1)) >= 1, lines
+    marks = next(line.strip() for line in lines if line.startswith(" " * 10))
+    assert "▄" in marks.split()[0], lines
+    assert re.match(r"database \d", picture["disk"]) and " free of " in picture["disk"], lines
+    assert picture["backups"].endswith(("last attempt none", "last attempt ok")), lines
