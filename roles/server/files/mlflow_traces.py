@@ -7,12 +7,15 @@ collects no traces. Run by mlflow-gc.service after gc, inside the MLflow contain
 
     docker exec -i mlflow-server python - 30d < /usr/local/lib/mlflow-traces.py
 
-Prints one line per experiment it trimmed, then "Trace retention: N traces deleted." SQLite gives
-the freed pages back to the filesystem only after a VACUUM; until then MLflow reuses them."""
+Each trace's data files go first (MLflow's delete removes the rows only), then its rows. Prints one
+line per experiment it trimmed, then "Trace retention: N traces deleted."; exits 1 when some
+trace's files could not be deleted. SQLite gives the freed pages back to the filesystem only after
+a VACUUM (playbooks/compact.yml); until then MLflow reuses them."""
 
 import re
 import sys
 import time
+import warnings
 
 DURATION = re.compile(r"(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?")
 
@@ -38,20 +41,67 @@ def experiments(client):
             return
 
 
+def expired(client, experiment_id, cutoff):
+    """The experiment's traces that started before cutoff (ms), without their spans."""
+    found, token = [], None
+    while True:
+        # experiment_ids: the name MLflow 2 knows; MLflow 3 calls it locations and warns.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            page = client.search_traces(
+                experiment_ids=[experiment_id],
+                filter_string=f"trace.timestamp_ms < {cutoff}",
+                max_results=100,
+                page_token=token,
+                include_spans=False,
+            )
+        found += list(page)
+        token = page.token
+        if not token:
+            return found
+
+
+def trace_id(trace):
+    """MLflow 3's trace_id, MLflow 2's request_id."""
+    return getattr(trace.info, "trace_id", None) or trace.info.request_id
+
+
+def drop_artifacts(trace):
+    """Delete the trace's data files (traces.json) in the artifact store, through the server: MLflow
+    deletes a trace's rows only, and its files would stay. False when that failed."""
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    location = trace.info.tags.get("mlflow.artifactLocation")
+    if not location:
+        return True
+    try:
+        get_artifact_repository(location).delete_artifacts()
+    except Exception as error:  # a missing folder, a refused delete: say so and go on
+        print(f"Could not delete the files of trace {trace_id(trace)} at {location}: {error}")
+        return False
+    return True
+
+
 def main(argv):
     from mlflow import MlflowClient
 
     retention = argv[1] if len(argv) > 1 else ""
     cutoff = int((time.time() - seconds(retention)) * 1000)
     client = MlflowClient()
-    total = 0
+    total = failed = 0
     for experiment in experiments(client):
-        deleted = client.delete_traces(experiment.experiment_id, max_timestamp_millis=cutoff) or 0
+        traces = expired(client, experiment.experiment_id, cutoff)
+        failed += sum(1 for trace in traces if not drop_artifacts(trace))
+        ids = [trace_id(trace) for trace in traces]
+        deleted = 0
+        for start in range(0, len(ids), 100):
+            # By position: MLflow 3 names the ids trace_ids, MLflow 2 request_ids.
+            deleted += client.delete_traces(experiment.experiment_id, None, None, ids[start : start + 100]) or 0
         if deleted:
             print(f"Deleted {deleted} traces older than {retention} from experiment {experiment.experiment_id}.")
         total += deleted
     print(f"Trace retention: {total} traces deleted.")
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

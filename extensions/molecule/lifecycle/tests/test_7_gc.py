@@ -86,11 +86,12 @@ def test_what_a_gc_run_removed_lands_in_the_metrics(host, mlflow, tmp_path):
 
 
 def test_trace_retention_deletes_old_traces_through_the_server(host, mlflow, ledger, tmp_path):
-    """Traces of a few KB each, logged by the real client; a retention of 1 s deletes them all at
-    the next gc run. SQLite keeps the file's size (the pages go to its free list, for MLflow to
+    """Traces of a few KB each, logged by the real client; a retention of 1 s deletes them all, with
+    their files, at the next gc run. SQLite keeps the file's size (the pages go to its free list, for MLflow to
     reuse) until a VACUUM. The control: the same gc run without a retention keeps every trace."""
     before = database(host)
-    mlflow.set_experiment("gc-traces")
+    experiment_id = mlflow.set_experiment("gc-traces").experiment_id
+    trace_files = f"find {STORE}/mlruns/{experiment_id}/traces -type f 2>/dev/null | wc -l"
     for step in range(20):
         with mlflow.start_span(name=f"step-{step}") as span:
             span.set_inputs({"prompt": "x" * 2048, "step": step})
@@ -100,6 +101,7 @@ def test_trace_retention_deletes_old_traces_through_the_server(host, mlflow, led
     mlflow.flush_trace_async_logging()
     logged = database(host)
     assert logged[2] == before[2] + 20, (before, logged)
+    assert int(host.check_output(trace_files)) > 0
     assert logged[0] > before[0], (before, logged)
 
     # The control: gc as before, no retention.
@@ -116,6 +118,8 @@ def test_trace_retention_deletes_old_traces_through_the_server(host, mlflow, led
     print(f"mlflow.db: {before[0]} bytes before the traces, {logged[0]} with them, {after[0]} after the retention "
           f"({after[1]} free pages)")  # fmt: skip
     assert after[2] == 0, (logged, after)
+    # Their data files too, which MLflow's delete leaves.
+    assert int(host.check_output(trace_files)) == 0
     assert after[0] == logged[0] and after[1] > logged[1], (logged, after)
     assert wait_for(lambda: removed(host).get("traces") == 20, 30), removed(host)
     again = run_playbook(host, "site.yml", retention)
