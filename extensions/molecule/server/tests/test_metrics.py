@@ -64,3 +64,16 @@ def test_the_status_playbook_draws_health_history_backups_and_disk(node_exporter
     assert "▄" in marks.split()[0], lines
     assert re.match(r"database \d", picture["disk"]) and " free of " in picture["disk"], lines
     assert picture["backups"].endswith(("last attempt none", "last attempt ok")), lines
+
+
+def test_an_image_without_the_exporter_is_refused_before_any_change(node_exporter):
+    """mlflow_server_metrics on this scenario's plain image (no prometheus-flask-exporter): refused,
+    and MLflow keeps running untouched. The control, a -full image that has it, deploys with the
+    same setting in the postgres scenario (test_5_metrics.py)."""
+    host = node_exporter
+    running = "docker inspect -f '{{.Id}} {{.State.StartedAt}}' mlflow-server"
+    before = host.check_output(running)
+    result = run_playbook(host, "site.yml", {"mlflow_server_metrics": True})
+    assert result.rc != 0 and result.changed == 0, result.failures
+    assert any("mlflow_server_metrics needs prometheus-flask-exporter in the MLflow image" in m for m in result.failures)
+    assert host.check_output(running) == before

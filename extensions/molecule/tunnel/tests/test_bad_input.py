@@ -224,13 +224,6 @@ CASES = [
         {"mlflow_server_gc_schedule": "daily", "mlflow_server_gc_older_than": "7d"},
     ),
     (
-        "MLflow's /metrics on an image without the exporter",
-        "server",
-        {"mlflow_server_metrics": True},
-        "mlflow_server_metrics needs prometheus-flask-exporter in the MLflow image",
-        {"mlflow_server_metrics": False},
-    ),
-    (
         "trace retention injecting a shell command",
         "server",
         {"mlflow_server_gc_schedule": "daily", "mlflow_server_trace_retention": f"1d; touch {WITNESS}"},
