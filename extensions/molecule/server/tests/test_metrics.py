@@ -75,5 +75,6 @@ def test_an_image_without_the_exporter_is_refused_before_any_change(node_exporte
     before = host.check_output(running)
     result = run_playbook(host, "site.yml", {"mlflow_server_metrics": True})
     assert result.rc != 0 and result.changed == 0, result.failures
-    assert any("mlflow_server_metrics needs prometheus-flask-exporter in the MLflow image" in m for m in result.failures)
+    refusal = "mlflow_server_metrics needs prometheus-flask-exporter in the MLflow image"
+    assert any(refusal in message for message in result.failures), result.failures
     assert host.check_output(running) == before
