@@ -78,3 +78,28 @@ def test_an_image_without_the_exporter_is_refused_before_any_change(node_exporte
     refusal = "mlflow_server_metrics needs prometheus-flask-exporter in the MLflow image"
     assert any(refusal in message for message in result.failures), result.failures
     assert host.check_output(running) == before
+
+
+def test_a_failed_backup_keeps_the_last_success_and_says_it_failed(node_exporter):
+    """A good backup, then one that fails (a database in the store replaced by a link, which the
+    backup refuses): the metrics keep the good one's time and report the failed attempt, the
+    series the MLflowBackupFailed and MLflowNoRecentBackup alerts read."""
+    host = node_exporter
+    good = run_playbook(host, "backup.yml")
+    assert good.rc == 0, good.failures
+    host.check_output("systemctl start mlflow-metrics.service")
+    before = series(host)
+    assert before["mlflow_backup_last_run_success"] == 1
+    planted = "/opt/mlflow/db/basic_auth.db"
+    host.check_output(f"ln -s /etc/hostname {planted}")
+    try:
+        failed = run_playbook(host, "backup.yml")
+    finally:
+        host.check_output(f"rm -f {planted}")
+    assert failed.rc != 0 and any("is a symbolic link" in message for message in failed.failures), failed.failures
+    host.check_output("systemctl start mlflow-metrics.service")
+    after = series(host)
+    assert after["mlflow_backup_last_run_success"] == 0
+    assert after["mlflow_backup_last_run_timestamp_seconds"] > before["mlflow_backup_last_run_timestamp_seconds"]
+    success = "mlflow_backup_last_success_timestamp_seconds"
+    assert after[success] == before[success]
