@@ -116,7 +116,7 @@ def test_port_listens_on_loopback_only_where_only_root_may_listen(host):
     assert int(host.file("/proc/sys/net/ipv4/ip_unprivileged_port_start").content_string) > 500
 
 
-def test_job_runner_runs_by_default_and_stops_when_switched_off(host):
+def test_job_runner_is_off_by_default_and_runs_when_switched_on(host):
     """debian13 turns the job runner on; debian12 (like every other scenario) has the role's default, off."""
     on = host.backend.get_hostname() == "debian13"
     commands = host.check_output(
