@@ -116,7 +116,7 @@ def test_mlflow_s_own_metrics_are_added_with_server_metrics(mlflow_server_metric
     """--server-metrics (mlflow_server_metrics): MLflow's request counters join the file, the
     collector's own families once each; and the control: the same run without it adds none."""
     url = mlflow_server_metrics.url + "/api/2.0/mlflow/experiments/search?max_results=1"
-    for _ in range(3):
+    for _request in range(3):
         with urllib.request.urlopen(url, timeout=10) as answer:
             assert answer.status == 200
     _control, control_samples = collect(tmp_path / "control", mlflow_server_metrics.port)
@@ -183,7 +183,7 @@ def test_each_check_adds_to_the_history_and_status_draws_it(mlflow_server, tmp_p
     old = [f"{now - 25 * 3600} 1"]  # older than a day: dropped
     day = [f"{now - 3 * 3600 + i * 60} {0 if 60 <= i < 63 else 1}" for i in range(170)]
     (tmp_path / "mlflow.history").write_text("\n".join(old + day) + "\n")
-    for _ in range(2):
+    for _request in range(2):
         collect(tmp_path, mlflow_server.port)
     kept = (tmp_path / "mlflow.history").read_text().splitlines()
     assert len(kept) == 172 and kept[-1].endswith(" 1") and kept[0] == day[0], kept[:2]

@@ -28,7 +28,7 @@ def test_only_the_mlflow_admin_may_read_metrics(host):
 
 def test_the_timer_re_exports_them_and_prometheus_scrapes_without_a_login(host):
     install(host)
-    for _ in range(3):
+    for _request in range(3):
         assert api(host, "/api/2.0/mlflow/experiments/search?max_results=1", "ann", ANN_PASSWORD)[0] == 200
 
     def requests():

@@ -33,7 +33,7 @@ def test_mlflow_s_metrics_reach_prometheus_through_node_exporter(host, mlflow):
     assert "tmpfs /run/mlflow-metrics tmpfs" in sh(host, "docker exec mlflow-server cat /proc/mounts")
 
     install(host)
-    for _ in range(3):
+    for _request in range(3):
         mlflow.search_experiments(max_results=1)
     assert wait_for(lambda: requests(host) >= 3, 3 * PERIOD), series(host)
     assert series(host)["mlflow_server_metrics_up"] == 1
@@ -50,7 +50,7 @@ def test_the_allowed_hosts_stay_on_metrics(host):
 
 
 def test_a_restart_starts_the_counters_at_0(host, mlflow):
-    for _ in range(5):
+    for _request in range(5):
         mlflow.search_experiments(max_results=1)
     assert wait_for(lambda: requests(host) >= 8, 3 * PERIOD), series(host)
     sh(host, "docker restart mlflow-server")
