@@ -50,7 +50,7 @@ def test_health_goes_to_0_within_two_periods_when_mlflow_stops_and_back_to_1(nod
 
 def test_the_status_playbook_draws_health_history_backups_and_disk(node_exporter):
     """playbooks/status.yml after the stop above: the picture an admin reads, drawn from the
-    metrics timer's files. Printed, so the run's log shows it."""
+    metrics timer's files (printed, so a failure shows the whole picture)."""
     host = node_exporter
     result = run_playbook(host, "status.yml")
     assert result.rc == 0 and result.changed == 0, result.failures
