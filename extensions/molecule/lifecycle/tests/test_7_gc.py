@@ -7,6 +7,7 @@ import re
 import time
 
 from conftest import NEW, STORE, assert_run_intact, backups, log_run, run_playbook, sqlite, wait_for
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
 GC = {"mlflow_server_gc_schedule": "*:*:0/10", "mlflow_server_gc_older_than": "1s"}
 # A schedule that does not fire during the tests below, which start gc themselves and read
@@ -92,16 +93,26 @@ def test_trace_retention_deletes_old_traces_through_the_server(host, mlflow, led
     before = database(host)
     experiment_id = mlflow.set_experiment("gc-traces").experiment_id
     trace_files = f"find {STORE}/mlruns/{experiment_id}/traces -type f 2>/dev/null | wc -l"
+    traces = []
     for step in range(20):
         with mlflow.start_span(name=f"step-{step}") as span:
             span.set_inputs({"prompt": "x" * 2048, "step": step})
+            traces.append(span.trace_id)
             for inner in range(4):
                 with mlflow.start_span(name=f"inner-{inner}") as child:
                     child.set_outputs({"text": "y" * 1024})
     mlflow.flush_trace_async_logging()
+    # A file where each trace keeps its data files: the client writes its own there only for
+    # some traces (those whose spans did not reach the database first).
+    attachment = tmp_path / "attachment.txt"
+    attachment.write_text("trace data\n")
+    client = mlflow.MlflowClient()
+    for trace in traces:
+        location = client.get_trace(trace).info.tags["mlflow.artifactLocation"]
+        get_artifact_repository(location).log_artifact(str(attachment))
     logged = database(host)
     assert logged[2] == before[2] + 20, (before, logged)
-    assert int(host.check_output(trace_files)) > 0
+    assert int(host.check_output(trace_files)) >= 20
     assert logged[0] > before[0], (before, logged)
 
     # The control: gc as before, no retention.
