@@ -220,9 +220,7 @@ def render(samples):
     return "\n".join(lines) + "\n"
 
 
-def collect(args, now=None):
-    now = time.time() if now is None else now
-    login = admin_login(args.auth_user, args.auth_password_file)
+def collect(args, now, login):
     up, reason, seconds, version = health(args.address, args.port, login)
     success, size, run_time, run_ok = backups(args.backup_dir)
     gc_time, gc_code, gc_removed = gc_unit(args.gc_unit)
@@ -319,10 +317,11 @@ def main(argv=None):
     parser.add_argument("--server-metrics", action="store_true")
     args = parser.parse_args(argv)
     now = time.time()
-    samples = collect(args, now)
+    login = admin_login(args.auth_user, args.auth_password_file)
+    samples = collect(args, now, login)
     text = render(samples)
     if args.server_metrics:
-        own, body = server_samples(args, admin_login(args.auth_user, args.auth_password_file))
+        own, body = server_samples(args, login)
         text += render(own) + reexport(body, {name for name, _help, _values in samples + own})
     write(args.out, text)
     up = {name: values for name, _help, values in samples}["mlflow_health_up"][0][1]

@@ -146,6 +146,31 @@ def test_the_mlflow_admins_name_is_refused(tmp_path, collections_path, values, s
     assert "alice: NO RESULT" in output, output
 
 
+def play(tmp_path, collections_path, inventory, playbook, extra, marker):
+    """Run a test playbook beside this file on inventory with the team role; the JSON its debug
+    line prints after marker."""
+    (tmp_path / "inventory.json").write_text(json.dumps(inventory))
+    result = subprocess.run(
+        [
+            ansible_playbook(),
+            "-i",
+            str(tmp_path / "inventory.json"),
+            str(Path(__file__).with_name(playbook)),
+            "-e",
+            json.dumps({"team_role": str(ROOT / "roles" / "team"), **extra}),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+        env=dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections_path, ANSIBLE_NOCOLOR="1"),
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    line = next(line for line in result.stdout.splitlines() if f"{marker} " in line)
+    return json.loads(json.loads(line.split(": ", 1)[1]).split(f"{marker} ", 1)[1])
+
+
 def record(tmp_path, collections_path, stored, changes):
     """(made, next) of the record, from the server's read of it (None: no file) and the members' changes."""
     server = {"ansible_connection": "local"}
@@ -158,26 +183,7 @@ def record(tmp_path, collections_path, stored, changes):
         "mlflow_members": {"hosts": members},
         "all": {"vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}},
     }
-    (tmp_path / "inventory.json").write_text(json.dumps(inventory))
-    result = subprocess.run(
-        [
-            ansible_playbook(),
-            "-i",
-            str(tmp_path / "inventory.json"),
-            str(Path(__file__).with_name("record.yml")),
-            "-e",
-            json.dumps({"team_role": str(ROOT / "roles" / "team")}),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=tmp_path,
-        env=dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections_path, ANSIBLE_NOCOLOR="1"),
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    line = next(line for line in result.stdout.splitlines() if "RECORD " in line)
-    found = json.loads(json.loads(line.split(": ", 1)[1]).split("RECORD ", 1)[1])
+    found = play(tmp_path, collections_path, inventory, "record.yml", {}, "RECORD")
     return found["made"], found["next"]
 
 
@@ -200,26 +206,7 @@ def test_no_record_yet_means_onboarding_created_nobody(tmp_path, collections_pat
 def settings(tmp_path, collections_path, extra):
     """The team role's settings as a run uses them, for these extra vars (server: localhost)."""
     inventory = {"mlflow_servers": {"hosts": {"localhost": {"ansible_connection": "local", "ansible_host": "gpu-1"}}}}
-    (tmp_path / "inventory.json").write_text(json.dumps(inventory))
-    result = subprocess.run(
-        [
-            ansible_playbook(),
-            "-i",
-            str(tmp_path / "inventory.json"),
-            str(Path(__file__).with_name("settings.yml")),
-            "-e",
-            json.dumps({"team_role": str(ROOT / "roles" / "team"), **extra}),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=tmp_path,
-        env=dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections_path, ANSIBLE_NOCOLOR="1"),
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    line = next(line for line in result.stdout.splitlines() if "SETTINGS " in line)
-    return json.loads(json.loads(line.split(": ", 1)[1]).split("SETTINGS ", 1)[1])
+    return play(tmp_path, collections_path, inventory, "settings.yml", extra, "SETTINGS")
 
 
 def test_without_old_names_the_settings_are_the_role_s_defaults_and_the_server_s(tmp_path, collections_path):
