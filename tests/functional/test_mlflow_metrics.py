@@ -17,6 +17,7 @@ import json
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
@@ -57,9 +58,12 @@ def store(tmp_path, backup_ok=True):
     return tmp_path / "store", tmp_path / "backups"
 
 
-def collect(tmp_path, port, backup_ok=True, extra=()):
-    """Run the collector as the timer does; the written file and its samples {series{labels}: value}."""
+def collect(tmp_path, port, backup_ok=True, extra=(), databases=None):
+    """Run the collector as the timer does; the written file and its samples {series{labels}: value}.
+    databases(folder), when given, lays out the store's database folder."""
     store_dir, backups = store(tmp_path, backup_ok)
+    if databases:
+        databases(store_dir / "db")
     out = tmp_path / "mlflow.prom"
     subprocess.run(
         [sys.executable, str(COLLECTOR), "--port", str(port), "--store", str(store_dir), "--backup-dir", str(backups),
@@ -202,3 +206,68 @@ def test_control_status_says_when_the_timer_wrote_nothing(tmp_path):
         [sys.executable, str(STATUS), str(tmp_path / "mlflow.prom")], capture_output=True, text=True, check=False
     )
     assert drawn.returncode == 1 and "is the metrics timer on?" in drawn.stderr
+
+
+def with_free_pages(path):
+    """A real SQLite database whose deleted rows left pages on its free list, as gc does."""
+    connection = sqlite3.connect(path)
+    connection.execute("CREATE TABLE spans (body TEXT)")
+    connection.executemany("INSERT INTO spans VALUES (?)", [("x" * 4000,)] * 100)
+    connection.commit()
+    connection.execute("DELETE FROM spans")
+    connection.commit()
+    free, page = (connection.execute(f"PRAGMA {pragma}").fetchone()[0] for pragma in ("freelist_count", "page_size"))
+    connection.close()
+    return free * page
+
+
+def test_free_pages_and_the_last_compaction_read_as_metrics(tmp_path):
+    """What compact.yml would give back, from each database's own header, and what its last run gave back,
+    from the record it leaves beside the textfile; the status picture says both."""
+    expected = {}
+
+    def databases(folder):
+        (folder / "mlflow.db").unlink()
+        expected["mlflow.db"] = with_free_pages(folder / "mlflow.db")
+
+    (tmp_path / "mlflow.compact").write_text(json.dumps({"time": 1796256000, "ok": True, "freed_bytes": 81920}))
+    out, samples = collect(tmp_path, free_port(), databases=databases)
+    assert expected["mlflow.db"] > 0
+    assert samples['mlflow_store_db_free_bytes{database="mlflow.db"}'] == expected["mlflow.db"]
+    assert samples["mlflow_compact_last_run_timestamp_seconds"] == 1796256000
+    assert samples["mlflow_compact_last_run_success"] == 1
+    assert samples["mlflow_compact_last_freed_bytes"] == 81920
+    code, said = check_metrics(out)
+    assert code == 0, said
+    drawn = subprocess.run([sys.executable, str(STATUS), str(out)], capture_output=True, text=True, check=True)
+    picture = {line[:10].strip(): line[10:] for line in drawn.stdout.splitlines() if line[:10].strip()}
+    assert picture["compact"].startswith("last run 2026-12-03 00:00 UTC ("), drawn.stdout
+    assert picture["compact"].endswith(" ago), ok; gave back 81.9 KB"), drawn.stdout
+    assert "of it free for compact.yml" in picture["disk"], drawn.stdout
+
+
+def test_a_link_or_a_pipe_planted_in_the_database_folder_is_not_read(tmp_path):
+    """Members may write in the database folder (0777), and the collector runs as root: a link
+    planted as mlflow.db is not followed, and a pipe does not hold the timer. The control: the real
+    database beside them reads."""
+    real = tmp_path / "elsewhere.db"
+    with_free_pages(real)
+
+    def linked(folder):
+        (folder / "mlflow.db").unlink()
+        (folder / "mlflow.db").symlink_to(real)
+        shutil.copy(real, folder / "basic_auth.db")
+
+    _out, samples = collect(tmp_path, free_port(), databases=linked)
+    assert samples['mlflow_store_db_free_bytes{database="basic_auth.db"}'] > 0
+    assert 'mlflow_store_db_free_bytes{database="mlflow.db"}' not in samples
+
+    def piped(folder):
+        (folder / "mlflow.db").unlink()
+        os.mkfifo(folder / "mlflow.db")
+
+    _out, samples = collect(tmp_path, free_port(), databases=piped)
+    assert samples['mlflow_store_db_free_bytes{database="basic_auth.db"}'] > 0
+    assert 'mlflow_store_db_free_bytes{database="mlflow.db"}' not in samples
+    # No compaction yet: its series are left out rather than made up.
+    assert not any(name.startswith("mlflow_compact_") for name in samples)

@@ -1,7 +1,7 @@
 # Copyright (c) mlops.mlflow developers
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Write MLflow's health, version, last backup, last gc and store sizes as node_exporter
+"""Write MLflow's health, version, last backup, last gc, last compaction and store sizes as node_exporter
 textfile metrics, by rename, so node_exporter never reads half a file. Run as root by
 mlflow-metrics.timer (the server role); needs Python 3's standard library only.
 
@@ -11,7 +11,8 @@ mlflow-metrics.timer (the server role); needs Python 3's standard library only.
         [--server-metrics]
 
 Each check also adds "<time> <up>" to the health history beside the file (mlflow.history; the last
-24 hours), which the status playbook (files/mlflow_status.py) draws.
+24 hours), which the status playbook (files/mlflow_status.py) draws. playbooks/compact.yml leaves
+the record of its last run beside it too (mlflow.compact, JSON).
 
 With --server-metrics it also reads MLflow's own /metrics (mlflow server --expose-prometheus) and adds
 its mlflow_* families: node_exporter then serves them, and Prometheus needs no MLflow login.
@@ -25,6 +26,7 @@ import http.client
 import json
 import os
 import re
+import stat
 import subprocess
 import sys
 import time
@@ -118,6 +120,39 @@ def tree_bytes(path):
             if not os.path.islink(os.path.join(root, name)):
                 total += info.st_size
     return total
+
+
+DATABASES = ("mlflow.db", "basic_auth.db")
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def free_bytes(path):
+    """Bytes on a SQLite database's free list (as its header says at the last checkpoint): what a
+    VACUUM (playbooks/compact.yml) would give back; None when path is not a regular SQLite file.
+    The folder is open to members, so a link is not followed and a pipe is not waited on."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with os.fdopen(descriptor, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            return None
+        header = handle.read(100)
+    if len(header) < 100 or not header.startswith(SQLITE_HEADER):
+        return None
+    page_size = int.from_bytes(header[16:18], "big")
+    return (65536 if page_size == 1 else page_size) * int.from_bytes(header[36:40], "big")
+
+
+def compaction(path):
+    """(time, ok, freed bytes) of the last playbooks/compact.yml run, from the record it leaves
+    beside the textfile; Nones before the first."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            record = json.load(handle)
+        return float(record["time"]), 1 if record["ok"] else 0, record.get("freed_bytes")
+    except (OSError, ValueError, KeyError, TypeError):
+        return None, None, None
 
 
 def backups(backup_dir):
@@ -224,6 +259,7 @@ def collect(args, now, login):
     up, reason, seconds, version = health(args.address, args.port, login)
     success, size, run_time, run_ok = backups(args.backup_dir)
     gc_time, gc_code, gc_removed = gc_unit(args.gc_unit)
+    compact_time, compact_ok, compact_freed = compaction(os.path.splitext(args.out)[0] + ".compact")
     db_dir = os.path.join(args.store, "db")
     try:
         disk = os.statvfs(args.store)
@@ -256,6 +292,14 @@ def collect(args, now, login):
             "Bytes of the SQLite databases and their journals in the store.",
             [({}, tree_bytes(db_dir) if os.path.isdir(db_dir) else None)],
         ),
+        (
+            "mlflow_store_db_free_bytes",
+            "Bytes on each SQLite database's free list, which playbooks/compact.yml gives back to the filesystem.",
+            [({"database": name}, free_bytes(os.path.join(db_dir, name))) for name in DATABASES],
+        ),
+        ("mlflow_compact_last_run_timestamp_seconds", "When compact.yml last compacted.", [({}, compact_time)]),
+        ("mlflow_compact_last_run_success", "1 when that compaction worked, else 0.", [({}, compact_ok)]),
+        ("mlflow_compact_last_freed_bytes", "Bytes that compaction gave back.", [({}, compact_freed)]),
         (
             "mlflow_store_artifacts_bytes",
             "Bytes of the local artifacts (mlruns/).",

@@ -112,8 +112,16 @@ def picture(prom, history, now):
         )
     else:
         lines.append("gc        not run yet (mlflow_server_gc_schedule)")
+    if "mlflow_compact_last_run_timestamp_seconds" in plain:
+        lines.append(
+            f"compact   last run {when(plain['mlflow_compact_last_run_timestamp_seconds'], now)}, "
+            + ("ok" if plain.get("mlflow_compact_last_run_success") == 1 else "FAILED")
+            + f"; gave back {size(plain.get('mlflow_compact_last_freed_bytes', 0))}"
+        )
     avail, total = plain.get("mlflow_store_filesystem_avail_bytes"), plain.get("mlflow_store_filesystem_size_bytes")
     disk = f"database {size(plain['mlflow_store_db_bytes'])}, " if "mlflow_store_db_bytes" in plain else ""
+    free = sum(labelled.get("mlflow_store_db_free_bytes", {}).values())
+    disk += f"{size(free)} of it free for compact.yml, " if free else ""
     disk += f"artifacts {size(plain.get('mlflow_store_artifacts_bytes', 0))}"
     if avail is not None and total:
         disk += f"; {size(avail)} free of {size(total)} ({avail / total:.0%})"

@@ -52,12 +52,19 @@ DB = f"{STORE}/db/mlflow.db"
 PROM = "/var/lib/prometheus/node-exporter/mlflow.prom"
 
 
-def removed(host):
-    """mlflow_gc_last_removed by kind, from the metrics file the metrics timer writes now."""
+def metrics(host):
+    """{series{labels}: value} of the metrics file the metrics timer writes now."""
     host.check_output("systemctl start mlflow-metrics.service")
     text = host.file(PROM).content_string
+    return {name: float(value) for name, value in re.findall(r"^(mlflow_\S+) (\S+)$", text, re.M)}
+
+
+def removed(host):
+    """mlflow_gc_last_removed by kind, from the metrics file the metrics timer writes now."""
     return {
-        kind: float(value) for kind, value in re.findall(r'^mlflow_gc_last_removed\{kind="(\w+)"\} (\S+)$', text, re.M)
+        found.group(1): value
+        for name, value in metrics(host).items()
+        if (found := re.fullmatch(r'mlflow_gc_last_removed\{kind="(\w+)"\}', name))
     }
 
 
@@ -145,6 +152,11 @@ def test_compact_gives_the_freed_pages_back_after_a_backup(host, mlflow, ledger,
     pages and leaves MLflow alone."""
     freed = database(host)
     assert freed[1] > 0, freed  # the control: the retention left pages to give back
+    page = int(sqlite(host, DB, "PRAGMA page_size"))
+    # The metrics say what a compaction would give back, and that none ran yet.
+    seen = metrics(host)
+    assert seen['mlflow_store_db_free_bytes{database="mlflow.db"}'] == freed[1] * page, seen
+    assert "mlflow_compact_last_run_timestamp_seconds" not in seen
     inode = host.check_output(f"stat -c '%i %a' {DB}")
     taken = len(backups(host, "pre-compact"))
     result = run_playbook(host, "compact.yml", NEW)
@@ -152,6 +164,12 @@ def test_compact_gives_the_freed_pages_back_after_a_backup(host, mlflow, ledger,
     after = database(host)
     print(f"mlflow.db: {freed[0]} bytes with {freed[1]} free pages, {after[0]} after compact.yml")
     assert after[1] == 0 and after[0] < freed[0], (freed, after)
+    # What it gave back lands in the metrics.
+    seen = metrics(host)
+    assert seen['mlflow_store_db_free_bytes{database="mlflow.db"}'] == 0, seen
+    assert seen["mlflow_compact_last_run_success"] == 1, seen
+    assert seen["mlflow_compact_last_freed_bytes"] == freed[0] - after[0], seen
+    compacted = seen["mlflow_compact_last_run_timestamp_seconds"]
     assert host.check_output(f"stat -c '%i %a' {DB}") == inode
     assert len(backups(host, "pre-compact")) == taken + 1
     for run in ledger:
@@ -162,6 +180,7 @@ def test_compact_gives_the_freed_pages_back_after_a_backup(host, mlflow, ledger,
     assert again.rc == 0 and again.changed == 0, again.failures
     assert host.check_output("docker inspect -f '{{.State.StartedAt}}' mlflow-server") == started
     assert len(backups(host, "pre-compact")) == taken + 1
+    assert metrics(host)["mlflow_compact_last_run_timestamp_seconds"] == compacted
 
 
 def test_an_empty_schedule_removes_the_timer(host):
