@@ -1,7 +1,8 @@
 """Helpers for the swarm tests: a relay and the real mlflow client per node (each node's loopback,
 as its ssh tunnel reaches it), commands on the nodes, and the replicas' containers.
 
-test_1 checks the set as deployed; test_2 kills the worker, so it runs last."""
+test_1 checks the set as deployed; test_2 runs the job runner on an image with a test-only job,
+then the scenario's own settings again; test_3 kills the worker, so it runs last."""
 
 import json
 import os
