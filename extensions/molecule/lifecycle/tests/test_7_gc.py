@@ -85,8 +85,9 @@ def test_what_a_gc_run_removed_lands_in_the_metrics(host, mlflow, tmp_path):
     time.sleep(1.5)  # older than mlflow_server_gc_older_than
     host.check_output("systemctl start mlflow-gc.service")
     # journald takes gc's output from its pipe on its own time, so on a busy host the metrics
-    # may count it a check later.
-    assert wait_for(lambda: removed(host).get("runs") == 1, 30), removed(host)
+    # may count it a check later. A check every 3 s: systemd refuses a sixth start of a unit within
+    # 10 s (its start limit), and each check starts the metrics service.
+    assert wait_for(lambda: removed(host).get("runs") == 1, 45, interval=3), removed(host)
     # The next run finds nothing to remove, and says so (not the run before's count).
     host.check_output("systemctl start mlflow-gc.service")
     time.sleep(3)
@@ -139,7 +140,7 @@ def test_trace_retention_deletes_old_traces_through_the_server(host, mlflow, led
     # Their data files too, which MLflow's delete leaves.
     assert int(host.check_output(trace_files)) == 0
     assert after[0] == logged[0] and after[1] > logged[1], (logged, after)
-    assert wait_for(lambda: removed(host).get("traces") == 20, 30), removed(host)
+    assert wait_for(lambda: removed(host).get("traces") == 20, 45, interval=3), removed(host)
     again = run_playbook(host, "site.yml", retention)
     assert again.rc == 0 and again.changed == 0, again.failures
     for run in ledger:
