@@ -122,18 +122,19 @@ def jobs(relays):
             f" && docker cp /tmp/ci-jobs ci-jobs:/opt/ci-jobs && docker commit ci-jobs {IMAGE} >/dev/null"
             " && docker rm ci-jobs >/dev/null",
         )
-    run, out = site("-e", json.dumps(SETTINGS))
-    assert run.returncode == 0, out[-3000:]
-    # The role waits for health; the same version answers from the replaced replicas too, so wait
-    # for each node's replica to run the new image.
-    for node in NODES:
-        assert wait_for(lambda node=node: images(node) == [IMAGE], 240), images(node)
-        assert wait_for(lambda node=node: healthy(relays[node]), 180), node
+    deploy(relays, IMAGE, "-e", json.dumps(SETTINGS))
     yield relays
-    run, out = site()
+    deploy(relays, "mlops/mlflow:3.17.2-full")
+
+
+def deploy(relays, image, *args):
+    """site.yml with args, then wait until each node's replica runs the image and answers: the role
+    waits for health, which the replicas being replaced answer too (the same MLflow version)."""
+    run, out = site(*args)
     assert run.returncode == 0, out[-3000:]
     for node in NODES:
-        assert wait_for(lambda node=node: healthy(relays[node]), 240), node
+        assert wait_for(lambda node=node: images(node) == [image], 240), images(node)
+        assert wait_for(lambda node=node: healthy(relays[node]), 180), node
 
 
 def test_only_the_manager_s_replica_runs_the_job_runner_and_the_periodic_tasks(jobs):
