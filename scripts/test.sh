@@ -82,6 +82,10 @@ run() {
     passed=$((passed + 1)); results+=("PASS  $name ($((SECONDS - started))s) $detail")
   else
     failed=$((failed + 1)); results+=("FAIL  $name ($((SECONDS - started))s, rc=$rc) $detail  log: $logs/$name.log")
+    # The failed tests by name, in the summary: CI keeps only the end of the output.
+    while IFS= read -r test; do
+      results+=("      $test")
+    done < <(grep -aoE '^(FAILED|ERROR) [^ ]+' "$logs/$name.log" | sed 's/\[ansible:[^]]*\]//' | sort -u | head -8)
     tail -40 "$logs/$name.log"
   fi
 }
