@@ -114,13 +114,14 @@ def restart(node, relays):
 @pytest.fixture(scope="module")
 def jobs(relays):
     for node in NODES:
-        subprocess.run(["docker", "cp", str(MODULE), f"{node}:/tmp/ci_jobs.py"], check=True)
+        # Not through the node's /tmp: docker cp writes under a tmpfs mount, where the node does not look.
+        on(node, "rm -rf /root/ci-jobs && mkdir /root/ci-jobs && { docker rm -f ci-jobs >/dev/null 2>&1 || true; }")
+        subprocess.run(["docker", "cp", str(MODULE), f"{node}:/root/ci-jobs/ci_jobs.py"], check=True)
         on(
             node,
-            "rm -rf /tmp/ci-jobs && mkdir /tmp/ci-jobs && mv /tmp/ci_jobs.py /tmp/ci-jobs/"
-            " && docker rm -f ci-jobs >/dev/null 2>&1; docker create --name ci-jobs mlops/mlflow:3.17.2-full >/dev/null"
-            f" && docker cp /tmp/ci-jobs ci-jobs:/opt/ci-jobs && docker commit ci-jobs {IMAGE} >/dev/null"
-            " && docker rm ci-jobs >/dev/null",
+            "docker create --name ci-jobs mlops/mlflow:3.17.2-full >/dev/null"
+            f" && docker cp /root/ci-jobs ci-jobs:/opt/ci-jobs && docker commit ci-jobs {IMAGE} >/dev/null"
+            f" && docker rm ci-jobs >/dev/null && docker run --rm --entrypoint test {IMAGE} -s /opt/ci-jobs/ci_jobs.py",
         )
     deploy(relays, IMAGE, "-e", json.dumps(SETTINGS))
     yield relays
