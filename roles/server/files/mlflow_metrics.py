@@ -216,10 +216,18 @@ def gc_unit(unit):
 
 
 def removed(invocation):
-    """What the gc run with that invocation id printed it deleted: {kind: count}."""
+    """What the gc run with that invocation id printed it deleted: {kind: count}. Its lines are the gc
+    service's (SyslogIdentifier mlflow-gc) after the run's first line, "mlflow-gc run <id>"; {} until
+    journald has read that line."""
     if not re.fullmatch(r"[0-9a-f]{32}", invocation):
         return {}
-    lines = run(["/usr/bin/journalctl", f"_SYSTEMD_INVOCATION_ID={invocation}", "--no-pager", "-o", "cat"]).splitlines()
+    logged = run(["/usr/bin/journalctl", "SYSLOG_IDENTIFIER=mlflow-gc", "--no-pager", "-o", "cat", "-n", "20000"])
+    lines = logged.splitlines()
+    marker = f"mlflow-gc run {invocation}"
+    if marker not in lines:
+        return {}
+    lines = lines[len(lines) - lines[::-1].index(marker) :]
+    lines = lines[: next((i for i, line in enumerate(lines) if line.startswith("mlflow-gc run ")), len(lines))]
     counts = {kind: sum(1 for line in lines if pattern.match(line)) for kind, pattern in REMOVED.items()}
     traces = [int(found.group(1)) for found in map(TRACES.match, lines) if found]
     if traces:
