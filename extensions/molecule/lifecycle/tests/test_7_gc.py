@@ -80,6 +80,9 @@ def database(host):
 def test_what_a_gc_run_removed_lands_in_the_metrics(host, mlflow, tmp_path):
     result = run_playbook(host, "site.yml", {**NEW, **QUIET})
     assert result.rc == 0, result.failures
+    # A run the 10-second schedule above started may still be going (a big store takes gc a while):
+    # a start now would join it, and it looked for deleted runs before the one below.
+    assert wait_for(lambda: unit(host, "mlflow-gc.service", "ActiveState") in ("inactive", "failed"), 180)
     doomed = log_run(mlflow, tmp_path, "gc-counted")
     mlflow.MlflowClient().delete_run(doomed["run_id"])
     time.sleep(1.5)  # older than mlflow_server_gc_older_than
