@@ -44,9 +44,14 @@ def site(*args):
     return run, run.stdout + run.stderr
 
 
+def replicas(node):
+    """Ids of the MLflow replica containers running on a node (none while Swarm replaces one)."""
+    return on(node, "docker ps -q -f label=com.docker.swarm.service.name=mlflow_mlflow-server").split()
+
+
 def replica(node):
     """The id of the MLflow replica's container on a node."""
-    [container] = on(node, "docker ps -q -f label=com.docker.swarm.service.name=mlflow_mlflow-server").split()
+    [container] = replicas(node)
     return container
 
 

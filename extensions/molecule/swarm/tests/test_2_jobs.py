@@ -11,13 +11,17 @@ to a table of its own in MLflow's database. The module ends with the scenario's 
 import json
 import shlex
 import subprocess
-import time
 import uuid
+from functools import partial
 from pathlib import Path
 
 import pytest
 import requests
-from conftest import ADMIN, MANAGER, NODES, WORKER, on, psql, site
+from conftest import ADMIN, MANAGER, NODES, WORKER, on, psql, replica, replicas, site
+from mlflow_client import wait_for as shared_wait_for
+
+# Each check runs commands on the nodes: every 2 s.
+wait_for = partial(shared_wait_for, interval=2)
 
 MODULE = Path(__file__).resolve().parents[1] / "files" / "ci_jobs.py"
 IMAGE = "mlops/mlflow:3.17.2-full-ci-jobs"
@@ -47,23 +51,9 @@ PROCESSES = (
 )
 
 
-def replicas(node):
-    """Ids of the MLflow replica containers running on a node (none while Swarm replaces one)."""
-    return on(node, "docker ps -q -f label=com.docker.swarm.service.name=mlflow_mlflow-server").split()
-
-
 def images(node):
     """The images of the MLflow replica containers running on a node."""
     return [on(node, f"docker inspect -f '{{{{.Config.Image}}}}' {container}").strip() for container in replicas(node)]
-
-
-def wait_for(check, seconds, step=2):
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(step)
-    return True
 
 
 def healthy(relay):
@@ -75,8 +65,7 @@ def healthy(relay):
 
 def runners(node):
     """(job runners, periodic-task consumers) among the processes of the node's replica."""
-    [container] = replicas(node)
-    lines = on(node, f"docker exec {container} python -c {shlex.quote(PROCESSES)}").splitlines()
+    lines = on(node, f"docker exec {replica(node)} python -c {shlex.quote(PROCESSES)}").splitlines()
     return sum(RUNNER in line for line in lines), sum(PERIODIC in line for line in lines)
 
 
@@ -105,7 +94,7 @@ def executions(tag):
 
 def restart(node, relays):
     """Kill the node's replica container; Swarm starts a new one. Returns when the new one answers."""
-    [old] = replicas(node)
+    old = replica(node)
     on(node, f"docker kill {old}")
     assert wait_for(lambda: replicas(node) not in ([], [old]), 120), replicas(node)
     assert wait_for(lambda: healthy(relays[node]), 180)
@@ -143,8 +132,7 @@ def test_only_the_manager_s_replica_runs_the_job_runner_and_the_periodic_tasks(j
     assert manager[0] >= 1 and manager[1] >= 1, manager
     assert worker == (0, 0), worker
     # The control: the same count sees the web server's own processes in the worker's replica.
-    [container] = replicas(WORKER)
-    assert "mlflow" in on(WORKER, f"docker exec {container} python -c {shlex.quote(PROCESSES)}")
+    assert "mlflow" in on(WORKER, f"docker exec {replica(WORKER)} python -c {shlex.quote(PROCESSES)}")
 
 
 def test_the_worker_refuses_a_job_with_mlflow_s_message_and_the_manager_runs_it(jobs):
@@ -156,8 +144,7 @@ def test_the_worker_refuses_a_job_with_mlflow_s_message_and_the_manager_runs_it(
     job_id = accepted.json()["job_id"]
     # Either replica reads the job from the shared database.
     assert wait_for(lambda: job(jobs[WORKER], job_id)["status"] == "SUCCEEDED", 120), job(jobs[WORKER], job_id)
-    [container] = replicas(MANAGER)
-    assert executions(tag) == [container[:12]]
+    assert executions(tag) == [replica(MANAGER)[:12]]
     assert executions("refused") == []
 
 
