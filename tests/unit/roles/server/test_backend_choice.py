@@ -100,7 +100,11 @@ def test_each_choice_has_its_data_file_with_the_same_keys():
         ("__mlflow_server_backend_mysql: {name: mysql}\n", ".yml", True),
         ("{% if mlflow_server_artifacts == 's3' %}x{% endif %}\n", ".j2", True),
         # Prose and the data's keys are not a choice.
-        ("- name: Check mlflow_server_backend\n  fail: {msg: 'mlflow_server_backend: postgresql needs psycopg'}\n", ".yml", False),
+        (
+            "- name: Check mlflow_server_backend\n  fail: {msg: 'mlflow_server_backend: postgresql needs psycopg'}\n",
+            ".yml",
+            False,
+        ),
         ("# mlflow_server_backend: sqlite\n- when: __mlflow_server_backend.files\n", ".yml", False),
         ("{# mlflow_server_backend #}{{ __mlflow_server_backend.uri }} sqlite\n", ".j2", False),
     ],
