@@ -20,15 +20,12 @@ HOST_READ = "__mlflow_server_host"
 # (result, file that registers it, file that reads it): to go, with the seams of the role.
 STILL_CROSSING = {
     ("__mlflow_server_admin_record", "tasks/secrets.yml", "vars/main/main.yml"),
-    ("__mlflow_server_auth_ini", "tasks/secrets.yml", "tasks/compose.yml"),
-    ("__mlflow_server_compose_up", "tasks/compose.yml", "tasks/bucket.yml"),
-    ("__mlflow_server_compose_up", "tasks/compose.yml", "tasks/health.yml"),
-    ("__mlflow_server_compose_written", "tasks/compose.yml", "tasks/health.yml"),
+    ("__mlflow_server_auth_ini", "tasks/secrets.yml", "tasks/runtime/start.yml"),
     ("__mlflow_server_image_facts_run", "tasks/image_facts.yml", "vars/main/main.yml"),
     ("__mlflow_server_image_found", "tasks/image.yml", "vars/main/main.yml"),
     ("__mlflow_server_image_provided", "tasks/image.yml", "vars/main/main.yml"),
     ("__mlflow_server_kek_next", "tasks/keys.yml", "tasks/rekey.yml"),
-    ("__mlflow_server_rekeyed", "tasks/rekey.yml", "tasks/compose.yml"),
+    ("__mlflow_server_rekeyed", "tasks/rekey.yml", "tasks/runtime/start.yml"),
     ("__mlflow_server_store_pg", "tasks/upgrade.yml", "vars/main/main.yml"),
     ("__mlflow_server_swarm", "tasks/swarm.yml", "tasks/swarm_worker.yml"),
     ("__mlflow_server_upgrade_backup", "tasks/upgrade.yml", "tasks/rollback.yml"),
