@@ -159,3 +159,79 @@ class Postgres:
             work_mode="ro",
         )
         return self.facts()
+
+
+# The owner role of a managed database: made once and set to no superuser; the database, its public
+# schema and every table, view, sequence and type in it are given to it (clusters of releases before
+# 0.5.0 had the superuser own them; PostgreSQL 16+ cannot take SUPERUSER from the bootstrap
+# superuser). A NOTICE starting "changed:" says that something moved. The password comes in the psql
+# variable owner_password, set before this script on standard input.
+OWNER_SCRIPT = """\\set ON_ERROR_STOP on
+DO $$
+DECLARE
+  statement text;
+  moved integer := 0;
+BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{owner}') THEN
+    CREATE ROLE {owner} LOGIN;
+    RAISE NOTICE 'changed: made the role {owner}';
+  END IF;
+  IF EXISTS (SELECT FROM pg_roles WHERE rolname = '{owner}'
+             AND (rolsuper OR rolcreaterole OR rolcreatedb OR rolreplication OR rolbypassrls)) THEN
+    ALTER ROLE {owner} NOSUPERUSER NOCREATEROLE NOCREATEDB NOREPLICATION NOBYPASSRLS;
+    RAISE NOTICE 'changed: {owner} lost its extra powers';
+  END IF;
+  FOR statement IN
+    SELECT format('ALTER DATABASE %I OWNER TO {owner}', datname) FROM pg_database
+     WHERE datname = current_database() AND datdba <> '{owner}'::regrole
+    UNION ALL
+    SELECT 'ALTER SCHEMA public OWNER TO {owner}' FROM pg_namespace
+     WHERE nspname = 'public' AND nspowner <> '{owner}'::regrole
+    UNION ALL
+    -- Tables take their own sequences (serial, identity) along; other sequences go alone.
+    SELECT format('ALTER %s public.%I OWNER TO {owner}',
+                  CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE'
+                                 ELSE 'TABLE' END, c.relname)
+      FROM pg_class c
+     WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm', 'S')
+       AND c.relowner <> '{owner}'::regrole
+       AND NOT (c.relkind = 'S' AND EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                                             AND d.objid = c.oid AND d.deptype IN ('a', 'i')))
+    UNION ALL
+    SELECT format('ALTER TYPE public.%I OWNER TO {owner}', t.typname) FROM pg_type t
+     WHERE t.typnamespace = 'public'::regnamespace AND t.typtype IN ('e', 'd', 'r')
+       AND t.typowner <> '{owner}'::regrole
+  LOOP
+    EXECUTE statement;
+    moved := moved + 1;
+  END LOOP;
+  IF moved > 0 THEN
+    RAISE NOTICE 'changed: gave % objects to {owner}', moved;
+  END IF;
+END
+$$;
+ALTER ROLE {owner} PASSWORD :'owner_password';
+"""
+OWNER_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def owner_script(owner, password, check_mode=False):
+    """psql's standard input that gives the database to owner; in check mode it is rolled back."""
+    if not OWNER_NAME.match(owner):
+        raise PostgresError(f"owner {owner!r} is no plain PostgreSQL role name (lower case letters, digits, _)")
+    if "\n" in password or "\r" in password:
+        raise PostgresError("the owner's password holds a line break, which psql cannot take in a variable")
+    script = OWNER_SCRIPT.format(owner=owner)
+    if check_mode:
+        script = "BEGIN;\n" + script + "\nROLLBACK;\n"
+    return "\\set owner_password " + psql_literal(password) + "\n" + script
+
+
+def psql_literal(text):
+    """A psql meta-command's argument in single quotes: a quote doubled, a backslash escaped."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def owner_changes(stderr):
+    """What the owner script moved: its NOTICEs that start with changed:."""
+    return [line.split("changed:", 1)[1].strip() for line in stderr.splitlines() if "changed:" in line]

@@ -1,0 +1,109 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) mlops.mlflow developers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""mlflow_postgres_owner run the way Ansible runs it, with psql faked at the command line.
+
+The statements themselves run against a real PostgreSQL in the postgres Molecule scenario
+(test_2_backends: the owner role is no superuser and owns every table)."""
+
+from __future__ import annotations
+
+import pytest
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.mlops.mlflow.tests.unit.plugins.modules.store_modules import run
+
+PASSWORD = "s3cret'with\\odd"
+
+
+@pytest.fixture
+def psql(monkeypatch):
+    calls = []
+    answer = {"rc": 0, "stderr": ""}
+
+    def run_command(self, argv, data=None, binary_data=False, **kwargs):
+        calls.append((argv, data))
+        return answer["rc"], "", answer["stderr"]
+
+    monkeypatch.setattr(AnsibleModule, "run_command", run_command)
+    return calls, answer
+
+
+@pytest.fixture
+def password_file(tmp_path):
+    path = tmp_path / "postgres_owner_password"
+    path.write_text(PASSWORD + "\n")
+    return str(path)
+
+
+def test_the_password_goes_on_standard_input_quoted_and_never_on_the_command_line(psql, password_file, capsys):
+    from ansible_collections.mlops.mlflow.plugins.modules import mlflow_postgres_owner
+
+    calls, _answer = psql
+    code, result = run(
+        mlflow_postgres_owner, capsys, container="mlflow-postgres", owner="mlflow_owner", password_file=password_file
+    )
+    assert code == 0 and not result["changed"] and result["moved"] == []
+    ((argv, stdin),) = calls
+    assert argv == ["docker", "exec", "-i", "-u", "postgres", "mlflow-postgres",
+                    "psql", "-X", "-q", "-U", "mlflow", "-d", "mlflow", "-f", "-"]  # fmt: skip
+    assert PASSWORD not in " ".join(argv)
+    assert stdin.startswith("\\set owner_password 's3cret''with\\\\odd'\n")
+    assert "ALTER ROLE mlflow_owner PASSWORD :'owner_password';" in stdin
+    assert "BEGIN;" not in stdin and "ROLLBACK;" not in stdin
+
+
+def test_what_moved_is_a_change_and_check_mode_rolls_it_back(psql, password_file, capsys):
+    from ansible_collections.mlops.mlflow.plugins.modules import mlflow_postgres_owner
+
+    calls, answer = psql
+    answer["stderr"] = (
+        "psql:<stdin>:40: NOTICE:  changed: made the role mlflow_owner\n"
+        "psql:<stdin>:40: NOTICE:  changed: gave 12 objects to mlflow_owner\n"
+    )
+    args = dict(container="mlflow-postgres", owner="mlflow_owner", password_file=password_file)
+    code, result = run(mlflow_postgres_owner, capsys, _ansible_check_mode=True, **args)
+    assert code == 0 and result["changed"]
+    assert result["moved"] == ["made the role mlflow_owner", "gave 12 objects to mlflow_owner"]
+    stdin = calls[-1][1]
+    assert stdin.index("BEGIN;") < stdin.index("DO $$") < stdin.index("ROLLBACK;")
+
+
+def test_a_failure_names_the_container_and_masks_the_password(psql, password_file, capsys):
+    from ansible_collections.mlops.mlflow.plugins.modules import mlflow_postgres_owner
+
+    _calls, answer = psql
+    answer["rc"], answer["stderr"] = 3, f"ERROR:  syntax error\nLINE 1: ALTER ROLE mlflow_owner PASSWORD '{PASSWORD}'"
+    code, result = run(
+        mlflow_postgres_owner, capsys, container="mlflow-postgres", owner="mlflow_owner", password_file=password_file
+    )
+    assert code == 1 and PASSWORD not in result["msg"] and "********" in result["msg"]
+    assert result["msg"].startswith("Giving the database mlflow to the role mlflow_owner failed in mlflow-postgres")
+
+
+@pytest.mark.parametrize(
+    ("owner", "content", "says"),
+    [
+        ("Robert'); DROP", "x", "is no plain PostgreSQL role name"),
+        ("mlflow_owner", "", "is empty"),
+        ("mlflow_owner", "two\nlines", "holds a line break"),
+    ],
+)
+def test_bad_inputs_are_refused_before_psql_runs(psql, tmp_path, capsys, owner, content, says):
+    from ansible_collections.mlops.mlflow.plugins.modules import mlflow_postgres_owner
+
+    calls, _answer = psql
+    path = tmp_path / "password"
+    path.write_text(content)
+    code, result = run(mlflow_postgres_owner, capsys, container="c", owner=owner, password_file=str(path))
+    assert code == 1 and says in result["msg"] and calls == []
+
+
+def test_a_missing_password_file_says_which(psql, tmp_path, capsys):
+    from ansible_collections.mlops.mlflow.plugins.modules import mlflow_postgres_owner
+
+    code, result = run(mlflow_postgres_owner, capsys, container="c", owner="o", password_file=str(tmp_path / "none"))
+    assert code == 1 and result["msg"].startswith(
+        f"password_file: cannot read the owner's password from {tmp_path}/none"
+    )
