@@ -175,17 +175,23 @@ def test_an_encrypted_overlay_is_refused_before_any_change_where_the_kernel_has_
     """The role's default encrypts the overlay between the nodes. This machine's kernel has no
     IPsec ESP (the reason the scenario turns encryption off), so the default must stop the role on
     both nodes before it changes anything, saying what to do."""
-    fingerprint = (
-        "sha256sum /opt/mlflow/docker-compose.yml /opt/mlflow/docker-stack.yml; "
-        "docker network ls --format '{{.Name}}' | sort; docker service ls --format '{{.Name}} {{.Replicas}}'"
-    )
-    before = on(MANAGER, fingerprint)
+    # What a change would touch, part by part: the files the role writes, the networks, and each
+    # service's spec (its version index moves with any update; a replica that restarts on its own,
+    # which the running count showed, does not move it).
+    fingerprint = {
+        "files": "sha256sum /opt/mlflow/docker-compose.yml /opt/mlflow/docker-stack.yml",
+        "networks": "docker network ls --format '{{.Name}}' | sort",
+        "services": "docker service inspect -f '{{.Spec.Name}} {{.Version.Index}} {{.Spec.Mode.Replicated.Replicas}}'"
+        " $(docker service ls -q) | sort",
+    }
+    before = {part: on(MANAGER, command) for part, command in fingerprint.items()}
+    assert before["services"].strip(), "the probe sees no service"
     run, out = site("-e", "mlflow_server_swarm_encrypted=true")
     assert run.returncode != 0, out[-3000:]
     for node in NODES:
         assert f"the kernel of {node} cannot run IPsec ESP with AES-GCM" in out, out[-3000:]
         assert re.search(rf"{node}\s*: ok=\d+\s+changed=0\s", out), out[-1500:]
-    assert on(MANAGER, fingerprint) == before
+    assert {part: on(MANAGER, command) for part, command in fingerprint.items()} == before
     # As configured here: the network in the clear, and no encrypted one left behind.
     networks = on(MANAGER, "docker network ls --format '{{.Name}}'").split()
     assert "mlflow-swarm" in networks and "mlflow-swarm-private" not in networks

@@ -3,19 +3,23 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""No path of the server role's task-file includes is deeper than two, from any file (every task
-file may be an entry: tasks/main.yml, the playbooks' tasks_from, the tests'), failure paths
-included: a reader finds any step within two files of where they start. The runtime seam
-(tasks/runtime/) includes nothing."""
+"""The server role's task files as a reader meets them. tasks/main.yml is a table of contents:
+at most 40 lines, every step of it an import or include of a file. No path of includes is deeper
+than two, from any file (every task file may be an entry: tasks/main.yml, the playbooks'
+tasks_from, the tests'), failure paths included: a reader finds any step within two files of where
+they start. The runtime seam (tasks/runtime/) includes nothing."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
+import yaml
+
 TASKS = Path(__file__).resolve().parents[4] / "roles" / "server" / "tasks"
 INCLUDE = re.compile(r"^\s*(?:-\s+)?ansible\.builtin\.(?:include|import)_tasks:(.*)$", re.M)
 MAX_DEPTH = 2
+MAX_MAIN_LINES = 40
 
 
 def include_graph(tasks_dir):
@@ -65,3 +69,19 @@ def test_the_probe_finds_a_chain_three_deep(tmp_path):
     (tmp_path / "runtime" / "start.yml").write_text("- name: C\n  ansible.builtin.include_tasks: runtime/stack.yml\n")
     (tmp_path / "runtime" / "stack.yml").write_text("- name: D\n  ansible.builtin.debug:\n")
     assert deepest(include_graph(tmp_path)) == ["main.yml", "upgrade.yml", "runtime/start.yml", "runtime/stack.yml"]
+
+
+def steps(tasks):
+    """Every task of a task list, blocks opened (their rescue and always sections too)."""
+    for task in tasks:
+        inner = [*task.get("block", []), *task.get("rescue", []), *task.get("always", [])]
+        yield from steps(inner) if inner else [task]
+
+
+def test_main_is_a_table_of_contents():
+    text = (TASKS / "main.yml").read_text()
+    assert len(text.splitlines()) <= MAX_MAIN_LINES
+    found = list(steps(yaml.safe_load(text)))
+    files = {"ansible.builtin.import_tasks", "ansible.builtin.include_tasks"}
+    doing = [task["name"] for task in found if not files & set(task)]
+    assert found and doing == []
