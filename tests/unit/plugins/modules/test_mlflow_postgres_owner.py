@@ -6,7 +6,8 @@
 """mlflow_postgres_owner run the way Ansible runs it, with psql faked at the command line.
 
 The statements themselves run against a real PostgreSQL in the postgres Molecule scenario
-(test_2_deployment: a cluster of the previous release is given to the owner role, in the upgrade check and before MLflow starts)."""
+(test_2_deployment: a cluster of the previous release is given to the owner role, in the
+upgrade check and again before MLflow starts)."""
 
 from __future__ import annotations
 
