@@ -232,6 +232,18 @@ def psql_literal(text):
     return "'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
+def pgpass_password(text, user):
+    """The password of user's first line in a libpq password file (host:port:db:user:password, with \\: and \\\\)."""
+    for line in text.splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        fields = re.findall(r"((?:[^:\\]|\\.)*)(?::|$)", line)[:5]
+        fields = [re.sub(r"\\(.)", r"\1", field) for field in fields]
+        if len(fields) == 5 and fields[3] in ("*", user):
+            return fields[4]
+    return ""
+
+
 def owner_changes(stderr):
     """What the owner script moved: its NOTICEs that start with changed:."""
     return [line.split("changed:", 1)[1].strip() for line in stderr.splitlines() if "changed:" in line]

@@ -31,20 +31,26 @@ def psql(monkeypatch):
     return calls, answer
 
 
+URI = "postgresql://mlflow_owner@mlflow-postgres:5432/mlflow"
+
+
+def spec(pgpass_file, uri=URI):
+    return {"image": "postgres:17", "network": "mlflow_default", "uri": uri, "pgpass_file": str(pgpass_file)}
+
+
 @pytest.fixture
 def password_file(tmp_path):
-    path = tmp_path / "postgres_owner_password"
-    path.write_text(PASSWORD + "\n")
-    return str(path)
+    # The role's pgpass line for the owner: ':' and '\\' escaped as libpq reads them.
+    path = tmp_path / "pgpass"
+    path.write_text("*:*:*:someone_else:nope\n*:*:*:mlflow_owner:" + PASSWORD.replace("\\", "\\\\") + "\n")
+    return spec(path)
 
 
 def test_the_password_goes_on_standard_input_quoted_and_never_on_the_command_line(psql, password_file, capsys):
     from ansible_collections.mlops.mlflow.plugins.modules import mlflow_postgres_owner
 
     calls, _answer = psql
-    code, result = run(
-        mlflow_postgres_owner, capsys, container="mlflow-postgres", owner="mlflow_owner", password_file=password_file
-    )
+    code, result = run(mlflow_postgres_owner, capsys, postgres=password_file)
     assert code == 0 and not result["changed"] and result["moved"] == []
     ((argv, stdin),) = calls
     assert argv == ["docker", "exec", "-i", "-u", "postgres", "mlflow-postgres",
@@ -63,8 +69,7 @@ def test_what_moved_is_a_change_and_check_mode_rolls_it_back(psql, password_file
         "psql:<stdin>:40: NOTICE:  changed: made the role mlflow_owner\n"
         "psql:<stdin>:40: NOTICE:  changed: gave 12 objects to mlflow_owner\n"
     )
-    args = dict(container="mlflow-postgres", owner="mlflow_owner", password_file=password_file)
-    code, result = run(mlflow_postgres_owner, capsys, _ansible_check_mode=True, **args)
+    code, result = run(mlflow_postgres_owner, capsys, _ansible_check_mode=True, postgres=password_file)
     assert code == 0 and result["changed"]
     assert result["moved"] == ["made the role mlflow_owner", "gave 12 objects to mlflow_owner"]
     stdin = calls[-1][1]
@@ -76,35 +81,40 @@ def test_a_failure_names_the_container_and_masks_the_password(psql, password_fil
 
     _calls, answer = psql
     answer["rc"], answer["stderr"] = 3, f"ERROR:  syntax error\nLINE 1: ALTER ROLE mlflow_owner PASSWORD '{PASSWORD}'"
-    code, result = run(
-        mlflow_postgres_owner, capsys, container="mlflow-postgres", owner="mlflow_owner", password_file=password_file
-    )
+    code, result = run(mlflow_postgres_owner, capsys, postgres=password_file)
     assert code == 1 and PASSWORD not in result["msg"] and "********" in result["msg"]
     assert result["msg"].startswith("Giving the database mlflow to the role mlflow_owner failed in mlflow-postgres")
 
 
 @pytest.mark.parametrize(
-    ("owner", "content", "says"),
+    ("uri", "content", "says"),
     [
-        ("Robert'); DROP", "x", "is no plain PostgreSQL role name"),
-        ("mlflow_owner", "", "is empty"),
-        ("mlflow_owner", "two\nlines", "holds a line break"),
+        ("postgresql://Robert%27);DROP@mlflow-postgres/mlflow", "*:*:*:*:x", "is no plain PostgreSQL role name"),
+        ("postgresql://mlflow-postgres/mlflow", "*:*:*:*:x", "must name the user, the container and the database"),
+        (URI, "*:*:*:someone_else:x\n", "has no password for mlflow_owner"),
+        (URI, "*:*:*:mlflow_owner:\n", "has no password for mlflow_owner"),
     ],
 )
-def test_bad_inputs_are_refused_before_psql_runs(psql, tmp_path, capsys, owner, content, says):
+def test_bad_inputs_are_refused_before_psql_runs(psql, tmp_path, capsys, uri, content, says):
     from ansible_collections.mlops.mlflow.plugins.modules import mlflow_postgres_owner
 
     calls, _answer = psql
-    path = tmp_path / "password"
+    path = tmp_path / "pgpass"
     path.write_text(content)
-    code, result = run(mlflow_postgres_owner, capsys, container="c", owner=owner, password_file=str(path))
+    code, result = run(mlflow_postgres_owner, capsys, postgres=spec(path, uri))
     assert code == 1 and says in result["msg"] and calls == []
 
 
 def test_a_missing_password_file_says_which(psql, tmp_path, capsys):
     from ansible_collections.mlops.mlflow.plugins.modules import mlflow_postgres_owner
 
-    code, result = run(mlflow_postgres_owner, capsys, container="c", owner="o", password_file=str(tmp_path / "none"))
-    assert code == 1 and result["msg"].startswith(
-        f"password_file: cannot read the owner's password from {tmp_path}/none"
-    )
+    code, result = run(mlflow_postgres_owner, capsys, postgres=spec(tmp_path / "none"))
+    says = f"postgres.pgpass_file: cannot read the owner's password from {tmp_path}/none"
+    assert code == 1 and result["msg"].startswith(says)
+
+
+def test_a_password_with_a_line_break_never_reaches_psql():
+    from ansible_collections.mlops.mlflow.plugins.module_utils.mlflow_postgres import PostgresError, owner_script
+
+    with pytest.raises(PostgresError, match="holds a line break"):
+        owner_script("mlflow_owner", "two\nlines")
