@@ -30,6 +30,13 @@ CASES = {
     "postgresql-s3-swarm": {"case_backend": "postgresql", "case_artifacts": "s3", "case_mode": "swarm"},
     "sqlite-s3-compose": {"case_backend": "sqlite", "case_artifacts": "s3", "case_mode": "compose"},
     "external-compose": {"case_backend": "postgresql", "case_artifacts": "s3", "case_mode": "compose", **EXTERNAL},
+    # Set up for PostgreSQL and S3, on a failed migration's way back to SQLite (migrate.yml).
+    "migration-way-back": {
+        "case_backend": "postgresql",
+        "case_artifacts": "s3",
+        "case_mode": "compose",
+        "case_migration_way_back": True,
+    },
 }
 # The services each case runs in Compose: MLflow itself in Compose mode, and the managed ones.
 SERVICES = {
@@ -38,6 +45,7 @@ SERVICES = {
     "postgresql-s3-swarm": {"postgres", "s3"},
     "sqlite-s3-compose": {"mlflow-server", "s3"},
     "external-compose": {"mlflow-server"},
+    "migration-way-back": {"mlflow-server"},
 }
 
 
@@ -103,3 +111,10 @@ def test_the_data_folders_are_mounted_only_for_their_choice(rendered):
     assert "/mlflow/db" in targets("sqlite-s3-compose") and "/mlflow/mlruns" not in targets("sqlite-s3-compose")
     assert not {"/mlflow/db", "/mlflow/mlruns"} & targets("postgresql-s3-compose")
     assert "/run/mlflow/pgpass" in targets("external-compose")
+
+
+def test_a_failed_migration_goes_back_to_the_sqlite_deployment(rendered):
+    """The way back starts, from the choice's data alone, the Compose file a SQLite host has."""
+    assert rendered["migration-way-back"].read_text() == rendered["sqlite-local-compose"].read_text()
+    # The control: the same host's own Compose file is another one.
+    assert rendered["postgresql-s3-compose"].read_text() != rendered["sqlite-local-compose"].read_text()

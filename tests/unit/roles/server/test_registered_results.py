@@ -27,7 +27,6 @@ STILL_CROSSING = {
     ("__mlflow_server_kek_next", "tasks/keys.yml", "tasks/rekey.yml"),
     ("__mlflow_server_rekeyed", "tasks/rekey.yml", "tasks/runtime/start.yml"),
     ("__mlflow_server_store_pg", "tasks/upgrade.yml", "vars/main/main.yml"),
-    ("__mlflow_server_upgrade_backup", "tasks/upgrade.yml", "tasks/rollback.yml"),
 }
 
 
