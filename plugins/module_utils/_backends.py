@@ -7,24 +7,22 @@
 # Do not use this from other collections or standalone plugins/modules!
 
 """The options mlflow_backup, mlflow_restore, mlflow_store_info and mlflow_s3_bucket share, and the helpers
-they become: the one part of the store module_utils that knows AnsibleModule."""
+they become: the one part of the store module_utils that knows AnsibleModule, and the list of the
+database backends besides SQLite's files."""
 
 from __future__ import annotations
 
 import json
 
+from ansible_collections.mlops.mlflow.plugins.module_utils.mlflow_postgres import Postgres
 from ansible_collections.mlops.mlflow.plugins.module_utils.mlflow_s3 import S3Error
 
+# The database backends besides SQLite's files: the modules' option that reaches one, and its helper
+# class (mlflow_postgres.Postgres shows the interface). Adding a backend adds its line here.
+DATABASE_HELPERS = {"postgres": Postgres}
+
 BACKEND_ARGUMENT_SPEC = {
-    "postgres": {
-        "type": "dict",
-        "options": {
-            "image": {"type": "str", "required": True},
-            "network": {"type": "str", "default": "host"},
-            "uri": {"type": "str", "required": True},
-            "pgpass_file": {"type": "path", "required": True},
-        },
-    },
+    **{option: {"type": "dict", "options": helper.OPTIONS} for option, helper in DATABASE_HELPERS.items()},
     "s3": {
         "type": "dict",
         "options": {
@@ -40,20 +38,19 @@ BACKEND_ARGUMENT_SPEC = {
 
 
 def backends(module, s3_client=True):
-    """(Postgres helper or None, (S3 client, bucket) or None) from a module's postgres and s3 options.
+    """(database helper or None, (S3 client, bucket) or None) from a module's options (postgres, s3).
 
     s3_client=False skips the client (a swap-in only needs to know that the artifacts live in S3,
     and the S3 server is stopped then). Fails the module, naming the option, when the S3 keys
     cannot be read or the managed S3 container has no address."""
-    from ansible_collections.mlops.mlflow.plugins.module_utils.mlflow_postgres import Postgres
     from ansible_collections.mlops.mlflow.plugins.module_utils.mlflow_s3 import S3
 
-    postgres = s3 = None
-    if module.params.get("postgres"):
-        postgres = Postgres(
-            module.params["postgres"],
-            lambda argv, data=None: module.run_command(argv, data=data, binary_data=True),
-        )
+    db = s3 = None
+    for option, helper in DATABASE_HELPERS.items():
+        if module.params.get(option):
+            db = helper(
+                module.params[option], lambda argv, data=None: module.run_command(argv, data=data, binary_data=True)
+            )
     if module.params.get("s3") and s3_client:
         spec = dict(module.params["s3"])
         if spec.get("container"):
@@ -62,7 +59,7 @@ def backends(module, s3_client=True):
             s3 = (S3.from_spec(spec), spec["bucket"])
         except S3Error as error:
             module.fail_json(msg=f"s3.credentials_file: {error}.")
-    return postgres, s3
+    return db, s3
 
 
 def container_endpoint(module, spec):

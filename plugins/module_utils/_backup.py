@@ -31,6 +31,7 @@ import shutil
 import sqlite3
 import stat
 
+from ansible_collections.mlops.mlflow.plugins.module_utils._backends import DATABASE_HELPERS
 from ansible_collections.mlops.mlflow.plugins.module_utils._store_read import (
     ARTIFACTS,
     AUTH_DB,
@@ -46,7 +47,6 @@ from ansible_collections.mlops.mlflow.plugins.module_utils._store_read import (
     integrity,
     utc_stamp,
 )
-from ansible_collections.mlops.mlflow.plugins.module_utils.mlflow_postgres import DUMP, PostgresError
 from ansible_collections.mlops.mlflow.plugins.module_utils.mlflow_s3 import S3Error, export_bucket
 
 MANIFEST = "manifest.json"
@@ -443,10 +443,11 @@ def _copy_artifacts(store_dir, partial, s3, skipped):
         os.mkdir(dest)
 
 
-def create_backup(store_dir, backup_dir, label, mlflow_version=None, now=None, postgres=None, s3=None):
+def create_backup(store_dir, backup_dir, label, mlflow_version=None, now=None, db=None, s3=None):
     """Back up the store into a new folder of backup_dir; return its manifest (without files) and path.
 
-    Databases first (SQLite's online backup, or pg_dump of one snapshot), then the artifacts:
+    Databases first (SQLite's online backup, or the dump of one snapshot by the helper db, such as
+    PostgreSQL's pg_dump), then the artifacts:
     every artifact a backed-up run refers to is in the backup. The folder is written as
     .<name>.partial, private from the first byte, and renamed only when complete."""
     if not LABEL_RE.match(label):
@@ -464,10 +465,10 @@ def create_backup(store_dir, backup_dir, label, mlflow_version=None, now=None, p
     old_umask = os.umask(0o077)
     try:
         os.mkdir(partial, 0o700)
-        if postgres:
+        if db:
             try:
-                facts = postgres.dump(partial)
-            except PostgresError as error:
+                facts = db.dump(partial)
+            except db.Error as error:
                 raise StoreError(str(error)) from error
             revision, db_counts, auth = facts["schema_revision"], facts["counts"], facts["auth"]
         else:
@@ -489,11 +490,11 @@ def create_backup(store_dir, backup_dir, label, mlflow_version=None, now=None, p
             "name": name,
             "created": (now or datetime.datetime.now(datetime.timezone.utc)).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "label": label,
-            "backend": "postgresql" if postgres else "sqlite",
+            "backend": db.NAME if db else "sqlite",
             "artifacts_store": "s3" if s3 else "local",
             "mlflow_version": mlflow_version,
             "schema_revision": revision,
-            "integrity_check": "pg_restore --list ok" if postgres else "ok",
+            "integrity_check": db.INTEGRITY if db else "ok",
             "counts": counts,
             "bytes": sum(entry["size"] for entry in files.values()),
             "anomaly": anomaly(previous, counts),
@@ -542,11 +543,11 @@ def retention(backup_dir, keep, protect=()):
     return delete, kept
 
 
-def verify_backup(path, known_revisions=None, head=None, image_version=None, postgres=None, backend=None):
+def verify_backup(path, known_revisions=None, head=None, image_version=None, db=None, backend=None):
     """Check a backup before it is used; problems are returned, not raised, so callers can name the variable.
 
-    backend: the configured backend (sqlite or postgresql), which the backup must have been taken from.
-    postgres: a helper whose image reads the dump's table of contents (pg_restore --list)."""
+    backend: the configured backend (sqlite, or a helper's NAME), which the backup must have been taken from.
+    db: the helper of that database, which reads the dump (PostgreSQL's: its table of contents, pg_restore --list)."""
     result = {"ok": False, "problems": [], "path": path, "image_version": image_version}
     problems = result["problems"]
     if not os.path.isfile(os.path.join(path, MANIFEST)):
@@ -575,17 +576,20 @@ def verify_backup(path, known_revisions=None, head=None, image_version=None, pos
     kind = result["backend"] = manifest.get("backend") or "sqlite"
     if backend and kind != backend:
         problems.append(f"was taken from a {kind} store, not from a {backend} one")
+    dumps = {helper.NAME: helper.DUMP for helper in DATABASE_HELPERS.values()}
     if kind == "sqlite" and DB not in manifest["files"]:
         problems.append(f"has no {DB} in its manifest")
-    if kind == "postgresql" and DUMP not in manifest["files"]:
-        problems.append(f"has no {DUMP} in its manifest")
+    elif kind != "sqlite" and kind not in dumps:
+        problems.append(f"was taken from a {kind} store, which this collection does not know")
+    elif kind in dumps and dumps[kind] not in manifest["files"]:
+        problems.append(f"has no {dumps[kind]} in its manifest")
     if problems:
         return result
-    if kind == "postgresql" and postgres:
-        problems += postgres.check_dump(path)
-    for db in DATABASES:
-        if db in manifest["files"] and manifest["files"][db]["size"] > 0:
-            conn = sqlite3.connect(f"file:{os.path.join(path, db)}?mode=ro&immutable=1", uri=True)
+    if db and kind == db.NAME:
+        problems += db.check_dump(path)
+    for name in DATABASES:
+        if name in manifest["files"] and manifest["files"][name]["size"] > 0:
+            conn = sqlite3.connect(f"file:{os.path.join(path, name)}?mode=ro&immutable=1", uri=True)
             try:
                 found = integrity(conn)
             except sqlite3.Error as error:
@@ -593,7 +597,7 @@ def verify_backup(path, known_revisions=None, head=None, image_version=None, pos
             finally:
                 conn.close()
             if found != ["ok"]:
-                problems.append(f"has a {db} that fails integrity_check: {found[:3]}")
+                problems.append(f"has a {name} that fails integrity_check: {found[:3]}")
     revision = manifest.get("schema_revision")
     if known_revisions is not None:
         known = revision is None or revision in known_revisions

@@ -14,9 +14,10 @@ the Compose file. Stores of releases before 0.5.0 keep the databases at the top 
 Everything here uses the standard library only (Python's sqlite3), so it runs on the host
 with Ansible's Python, and the unit tests run it against temporary SQLite files.
 
-The backend seam: with a `postgres` helper (mlflow_postgres.Postgres) the tracking and auth
-tables live in PostgreSQL; with an `s3` client (mlflow_s3.S3 plus a bucket) the artifacts live
-in an object store. The managed services keep their data in <store>/postgres and <store>/s3.
+The backend seam: with a database helper `db` (one of _backends.DATABASE_HELPERS, such as
+mlflow_postgres.Postgres) the tracking and auth tables live in that database; with an `s3` client
+(mlflow_s3.S3 plus a bucket) the artifacts live in an object store. The managed services keep their
+data in their folders of the store (the helpers' DATA_DIR, and s3/).
 The names here (files, tables, StoreError, utc_stamp) are shared by _backup.py (backups and
 their checks) and _swap.py (restores); _backends.py turns a module's options into the helpers.
 """
@@ -28,7 +29,7 @@ import os
 import re
 import sqlite3
 
-from ansible_collections.mlops.mlflow.plugins.module_utils.mlflow_postgres import PostgresError
+from ansible_collections.mlops.mlflow.plugins.module_utils._backends import DATABASE_HELPERS
 from ansible_collections.mlops.mlflow.plugins.module_utils.mlflow_s3 import S3Error
 
 DB = "mlflow.db"
@@ -44,8 +45,8 @@ SIDE_FILES = ("-journal", "-wal", "-shm")
 DATABASES = (DB, AUTH_DB)
 # The databases' folder: the MLflow container mounts it and mlruns/, never the whole store.
 DB_DIR = "db"
-# Data directories of the managed PostgreSQL and S3 services (Compose bind mounts).
-SERVICE_DIRS = ("postgres", "s3")
+# Data directories of the managed services, the databases' and S3's (Compose bind mounts).
+SERVICE_DIRS = (*(helper.DATA_DIR for helper in DATABASE_HELPERS.values()), "s3")
 # Tables whose rows a backup counts; names come from here, never from input.
 TRACKING_TABLES = ("experiments", "runs", "metrics", "params", "tags")
 AUTH_TABLES = ("users", "experiment_permissions", "registered_model_permissions")
@@ -187,11 +188,11 @@ def compose_services(path):
     return services
 
 
-def postgres_info(postgres):
-    """The facts of a PostgreSQL database, in the shape of database_info (db, auth_db)."""
+def db_service_info(db):
+    """The facts of a database service (a helper's), in the shape of database_info (db, auth_db)."""
     try:
-        facts = postgres.facts()
-    except PostgresError as error:
+        facts = db.facts()
+    except db.Error as error:
         failed = {"exists": False, "size": None, "schema_revision": None, "counts": {}, "error": str(error)}
         return failed, dict(failed, error=None)
     db = {"exists": True, "size": None, "schema_revision": facts["schema_revision"], "counts": facts["counts"]}
@@ -201,17 +202,17 @@ def postgres_info(postgres):
     return db, auth_db
 
 
-def store_info(store_dir, postgres=None, s3=None):
+def store_info(store_dir, db=None, s3=None):
     """Facts about a store directory, read in one pass.
 
-    db and auth_db describe the configured backend: the SQLite files, or PostgreSQL when a
-    postgres helper is given (then sqlite still describes mlflow.db, e.g. before a migration).
+    db and auth_db describe the configured backend: the SQLite files, or the database of a helper
+    db (then sqlite still describes mlflow.db, e.g. before a migration to PostgreSQL).
     artifacts counts the files in mlruns/, or the objects of the bucket with s3 = (client, bucket)."""
     info = {"exists": os.path.isdir(store_dir), "marker": os.path.isfile(os.path.join(store_dir, MARKER))}
     info["sqlite"] = database_info(db_path(store_dir, DB))
-    info["backend"] = "postgresql" if postgres else "sqlite"
-    if postgres:
-        info["db"], info["auth_db"] = postgres_info(postgres)
+    info["backend"] = db.NAME if db else "sqlite"
+    if db:
+        info["db"], info["auth_db"] = db_service_info(db)
     else:
         info["db"] = info["sqlite"]
         info["auth_db"] = database_info(db_path(store_dir, AUTH_DB), auth=True)
@@ -224,7 +225,7 @@ def store_info(store_dir, postgres=None, s3=None):
             info["artifacts"], info["artifacts_error"] = None, str(error)
     else:
         info["artifacts"] = count_files(os.path.join(store_dir, ARTIFACTS))
-    info["postgres_data"] = os.path.isfile(os.path.join(store_dir, "postgres", "PG_VERSION"))
+    info["database_data"] = [helper.DATA_DIR for helper in DATABASE_HELPERS.values() if helper.has_data(store_dir)]
     info["compose_image"] = mlflow_image(store_dir)
     info["compose_services"] = compose_services(os.path.join(store_dir, COMPOSE))
     return info

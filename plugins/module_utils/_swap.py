@@ -38,7 +38,6 @@ from ansible_collections.mlops.mlflow.plugins.module_utils._store_read import (
     top_level_databases,
     utc_stamp,
 )
-from ansible_collections.mlops.mlflow.plugins.module_utils.mlflow_postgres import PostgresError
 from ansible_collections.mlops.mlflow.plugins.module_utils.mlflow_s3 import (
     S3Error,
     bucket_digests,
@@ -168,18 +167,19 @@ def put_back(store_dir, kept):
     return {"removed": removed, "put_back": back}
 
 
-def load_backup(backup_path, postgres=None, s3=None, scratch=None):
-    """Fill an empty PostgreSQL database and/or bucket from a backup; check the bucket object by object.
+def load_backup(backup_path, db=None, s3=None, scratch=None):
+    """Fill an empty database (a helper's, such as PostgreSQL) and/or bucket from a backup; check the bucket
+    object by object.
 
     Returns {db: facts of the loaded database or None, artifacts: {source, target, source_sha256,
     target_sha256}}; raises StoreError when a step fails or the bucket differs from the backup."""
     refuse_untrusted(backup_path)
     manifest = read_manifest(backup_path) or {}
     result = {"db": None, "artifacts": None}
-    if postgres:
+    if db:
         try:
-            result["db"] = postgres.load(backup_path)
-        except PostgresError as error:
+            result["db"] = db.load(backup_path)
+        except db.Error as error:
             raise StoreError(str(error)) from error
     if s3:
         client, bucket = s3

@@ -20,6 +20,7 @@ modules, a fake in the unit tests).
 
 from __future__ import annotations
 
+import os
 import re
 
 DUMP = "mlflow.pgdump"
@@ -28,6 +29,15 @@ AUTH_TABLES = ("users", "experiment_permissions", "registered_model_permissions"
 # Inside the one-off container.
 PGPASS_TARGET = "/run/mlflow-pgpass"
 WORK = "/work"
+
+
+# The suboptions of the modules' postgres option (Postgres.OPTIONS).
+OPTIONS = {
+    "image": {"type": "str", "required": True},
+    "network": {"type": "str", "default": "host"},
+    "uri": {"type": "str", "required": True},
+    "pgpass_file": {"type": "path", "required": True},
+}
 
 
 class PostgresError(Exception):
@@ -94,7 +104,26 @@ def parse_facts(text):
 
 class Postgres:
     """spec: image (PostgreSQL image with psql, pg_dump, pg_restore), network (a Docker network, or
-    host), uri (the database, without a password) and pgpass_file (on the host, root-only)."""
+    host), uri (the database, without a password) and pgpass_file (on the host, root-only).
+
+    The interface of a database backend's helper (module_utils/_backends.py lists them): the class
+    attributes below, and facts(), dump(), check_dump() and load()."""
+
+    # mlflow_server_backend's value, as backups' manifests and mlflow_store_info record it.
+    NAME = "postgresql"
+    # The file of a backup that holds the database, and the manifest's integrity_check of it.
+    DUMP = DUMP
+    INTEGRITY = "pg_restore --list ok"
+    # The managed service's data folder in the store, which a restore moves aside.
+    DATA_DIR = "postgres"
+    Error = PostgresError
+    # The suboptions of the modules' option for it (_backends.py; documented in doc_fragments/mlflow_store.py).
+    OPTIONS = OPTIONS
+
+    @staticmethod
+    def has_data(store_dir):
+        """Whether the store's managed service folder holds a PostgreSQL cluster."""
+        return os.path.isfile(os.path.join(store_dir, Postgres.DATA_DIR, "PG_VERSION"))
 
     def __init__(self, spec, run):
         self.image = spec["image"]

@@ -223,11 +223,9 @@ def main():
             kept=kept,
             msg=f"Would back up {p['store_dir']} to {p['backup_dir']}.",
         )
-    postgres, s3 = backends(module)
+    db, s3 = backends(module)
     try:
-        summary = create_backup(
-            p["store_dir"], p["backup_dir"], p["label"], p["mlflow_version"], postgres=postgres, s3=s3
-        )
+        summary = create_backup(p["store_dir"], p["backup_dir"], p["label"], p["mlflow_version"], db=db, s3=s3)
         deleted, kept = retention(p["backup_dir"], p["keep"], p["protect"] + [summary["path"]])
         for path in deleted:
             shutil.rmtree(path)

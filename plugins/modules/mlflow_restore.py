@@ -70,10 +70,9 @@ options:
     type: path
   backend:
     description:
-      - With O(state=checked), the configured backend. A backup taken from another backend is refused (a SQLite store
-        moves to PostgreSQL with C(playbooks/migrate.yml)).
+      - With O(state=checked), the configured backend, V(sqlite) or V(postgresql). A backup taken from another
+        backend is refused (a SQLite store moves to PostgreSQL with C(playbooks/migrate.yml)).
     type: str
-    choices: [sqlite, postgresql]
     version_added: 0.3.0
   entries:
     description: With O(state=set_aside), the store entries to move aside (such as V(postgres), V(s3), V(mlflow.db)).
@@ -237,7 +236,11 @@ msg:
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible_collections.mlops.mlflow.plugins.module_utils._backends import BACKEND_ARGUMENT_SPEC, backends  # noqa: E402
+from ansible_collections.mlops.mlflow.plugins.module_utils._backends import (  # noqa: E402
+    BACKEND_ARGUMENT_SPEC,
+    DATABASE_HELPERS,
+    backends,
+)
 from ansible_collections.mlops.mlflow.plugins.module_utils._backup import verify_backup  # noqa: E402
 from ansible_collections.mlops.mlflow.plugins.module_utils._store_read import (  # noqa: E402
     StoreError,
@@ -278,7 +281,7 @@ def main():
             db_mode=dict(type="raw", default="0666"),
             artifacts_mode=dict(type="raw", default="0777"),
             db_dir_mode=dict(type="raw", default="0777"),
-            backend=dict(type="str", choices=["sqlite", "postgresql"]),
+            backend=dict(type="str"),
             entries=dict(type="list", elements="str"),
             label=dict(type="str", default="set-aside"),
             **BACKEND_ARGUMENT_SPEC,
@@ -293,10 +296,15 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
-    postgres, s3 = backends(module, s3_client=p["state"] == "loaded")
+    known = ["sqlite", *(helper.NAME for helper in DATABASE_HELPERS.values())]
+    if p["backend"] is not None and p["backend"] not in known:
+        module.fail_json(
+            msg=f"backend: {p['backend']} is none of the backends this collection knows, {', '.join(known)}."
+        )
+    db, s3 = backends(module, s3_client=p["state"] == "loaded")
     if p["state"] == "checked":
         result = verify_backup(
-            p["backup"], p["known_revisions"], p["head"], p["image_version"], postgres=postgres, backend=p["backend"]
+            p["backup"], p["known_revisions"], p["head"], p["image_version"], db=db, backend=p["backend"]
         )
         result["msg"] = (
             f"{p['backup']} passed every check." if result["ok"] else f"{p['backup']} {'; '.join(result['problems'])}."
@@ -311,7 +319,7 @@ def main():
                 module.fail_json(msg=str(error))
         what = {
             "restored": f"restore {p['backup']}",
-            "loaded": f"load {p['backup']} into PostgreSQL and S3",
+            "loaded": f"load {p['backup']} into the database and the bucket",
             "reverted": f"put back {p['kept']}",
             "set_aside": f"move {', '.join(p['entries'] or [])} aside",
             "db_dir": f"move {', '.join(top_level_databases(p['store_dir'])) or 'nothing'} into db/",
@@ -331,8 +339,8 @@ def main():
             )
             result["msg"] = f"Swapped {p['backup']} into {p['store_dir']}; the previous data is in {result['kept']}."
         elif p["state"] == "loaded":
-            result = load_backup(p["backup"], postgres=postgres, s3=s3)
-            loaded = [what for what, done in (("PostgreSQL", postgres), ("the bucket", s3)) if done]
+            result = load_backup(p["backup"], db=db, s3=s3)
+            loaded = [what for what, done in ((db and db.NAME, db), ("the bucket", s3)) if done]
             result["msg"] = f"Loaded {p['backup']} into {' and '.join(loaded) or 'nothing'}."
         elif p["state"] == "db_dir":
             moved = adopt_db_dir(p["store_dir"], mode(module, "db_mode"), mode(module, "db_dir_mode"))

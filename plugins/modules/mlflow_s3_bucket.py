@@ -66,7 +66,7 @@ def main():
     spec = dict(BACKEND_ARGUMENT_SPEC)
     spec["s3"] = dict(spec["s3"], required=True)
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
-    _postgres, (client, bucket) = backends(module)
+    _db, (client, bucket) = backends(module)
     try:
         exists = client.bucket_exists(bucket)
         if not exists and not module.check_mode:

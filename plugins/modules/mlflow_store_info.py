@@ -101,11 +101,16 @@ artifacts_error:
   returned: always
   type: str
   version_added: 0.3.0
-postgres_data:
-  description: Whether C(<store_dir>/postgres) holds a PostgreSQL cluster (the managed service's data).
+database_data:
+  description:
+    - The data folders of managed database services in the store that hold a database, such as V(postgres) when
+      C(<store_dir>/postgres) holds a PostgreSQL cluster; empty when none does.
+    - Before 0.6.0 this was C(postgres_data), a boolean.
   returned: always
-  type: bool
-  version_added: 0.3.0
+  type: list
+  elements: str
+  sample: [postgres]
+  version_added: 0.6.0
 compose_services:
   description: The services of the Compose file on disk.
   returned: always
@@ -137,8 +142,8 @@ def main():
         ),
         supports_check_mode=True,
     )
-    postgres, s3 = backends(module)
-    result = store_info(module.params["store_dir"], postgres=postgres, s3=s3)
+    db, s3 = backends(module)
+    result = store_info(module.params["store_dir"], db=db, s3=s3)
     if module.params["backup_dir"]:
         result["backups"] = [
             {

@@ -10,7 +10,12 @@ from __future__ import annotations
 import datetime
 import os
 
-from ansible_collections.mlops.mlflow.plugins.module_utils.mlflow_postgres import DUMP, PostgresError, parse_facts
+from ansible_collections.mlops.mlflow.plugins.module_utils.mlflow_postgres import (
+    DUMP,
+    Postgres,
+    PostgresError,
+    parse_facts,
+)
 
 FACTS = "revision:tracking=rev2\ncount:experiments=2\ncount:runs=4\ncount:runs_active=4\ncount:metrics=800\ntables=30\n"
 
@@ -21,6 +26,8 @@ def _now(seconds):
 
 class StandIn:
     """The Postgres helper's interface over an in-memory 'database' (its facts text and dump bytes)."""
+
+    NAME, DUMP, INTEGRITY, DATA_DIR, Error = Postgres.NAME, DUMP, Postgres.INTEGRITY, Postgres.DATA_DIR, PostgresError
 
     def __init__(self, facts=FACTS, dump=b"PGDMP custom dump"):
         self.text, self.bytes, self.loaded = facts, dump, None

@@ -156,7 +156,7 @@ def test_verify_of_a_folder_without_or_with_a_broken_manifest(tmp_path):
 def test_backup_holds_the_dump_and_every_object_with_one_manifest_format(store_dir, objects, tmp_path):
     s3, digests = objects
     summary = _backup.create_backup(
-        str(store_dir), str(tmp_path / "b"), "manual", "3.17.2", now=_now(0), postgres=StandIn(), s3=s3
+        str(store_dir), str(tmp_path / "b"), "manual", "3.17.2", now=_now(0), db=StandIn(), s3=s3
     )
     assert summary["backend"] == "postgresql" and summary["artifacts_store"] == "s3"
     assert summary["schema_revision"] == "rev2"
@@ -182,12 +182,12 @@ def test_backup_holds_the_dump_and_every_object_with_one_manifest_format(store_d
 def test_the_managed_data_directories_are_never_copied_into_a_backup(store_dir, objects, tmp_path):
     (store_dir / "postgres" / "base").mkdir()
     (store_dir / "postgres" / "base" / "1").write_bytes(b"live pages")
-    summary = _backup.create_backup(str(store_dir), str(tmp_path / "b"), "manual", postgres=StandIn(), s3=objects[0])
+    summary = _backup.create_backup(str(store_dir), str(tmp_path / "b"), "manual", db=StandIn(), s3=objects[0])
     assert sorted(os.listdir(summary["path"])) == ["docker-compose.yml", "manifest.json", DUMP, "mlruns"]
 
 
 def test_checks_refuse_a_backup_of_the_other_backend_or_a_damaged_dump(store_dir, objects, tmp_path):
-    summary = _backup.create_backup(str(store_dir), str(tmp_path / "b"), "manual", postgres=StandIn(), s3=objects[0])
+    summary = _backup.create_backup(str(store_dir), str(tmp_path / "b"), "manual", db=StandIn(), s3=objects[0])
     checked = _backup.verify_backup(summary["path"], backend="sqlite")
     assert checked["problems"] == ["was taken from a postgresql store, not from a sqlite one"]
     assert checked["backend"] == "postgresql"
@@ -197,17 +197,17 @@ def test_checks_refuse_a_backup_of_the_other_backend_or_a_damaged_dump(store_dir
     assert checked["problems"] == ["was taken from a sqlite store, not from a postgresql one"]
     assert checked["backend"] == "sqlite"
     damaged = StandIn(dump=b"garbage")
-    summary = _backup.create_backup(str(store_dir), str(tmp_path / "d"), "manual", postgres=damaged, s3=objects[0])
-    assert _backup.verify_backup(summary["path"], postgres=damaged)["problems"] == [
+    summary = _backup.create_backup(str(store_dir), str(tmp_path / "d"), "manual", db=damaged, s3=objects[0])
+    assert _backup.verify_backup(summary["path"], db=damaged)["problems"] == [
         f"has a {DUMP} that pg_restore cannot read"
     ]
 
 
 def test_counts_follow_the_dump_and_a_sharp_drop_is_marked(store_dir, objects, tmp_path):
     backups = str(tmp_path / "b")
-    _backup.create_backup(str(store_dir), backups, "manual", now=_now(0), postgres=StandIn(), s3=objects[0])
+    _backup.create_backup(str(store_dir), backups, "manual", now=_now(0), db=StandIn(), s3=objects[0])
     emptied = StandIn(FACTS.replace("count:runs_active=4", "count:runs_active=1"))
-    summary = _backup.create_backup(str(store_dir), backups, "manual", now=_now(1), postgres=emptied, s3=objects[0])
+    summary = _backup.create_backup(str(store_dir), backups, "manual", now=_now(1), db=emptied, s3=objects[0])
     assert (
         summary["anomaly"]
         == "active runs fell by more than half, from 4 to 1, since the backup 20261126T100000Z-manual"

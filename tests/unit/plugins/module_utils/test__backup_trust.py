@@ -75,7 +75,7 @@ def refused(backup, served, expected):
     assert not [name for name in os.listdir(served) if name.startswith((".restore-", "kept-before-"))]
     empty = StandIn(facts="tables=0\n")
     with pytest.raises(_store_read.StoreError, match="cannot be trusted"):
-        _swap.load_backup(backup, postgres=empty)
+        _swap.load_backup(backup, db=empty)
     assert empty.loaded is None
     return problems
 

@@ -74,13 +74,13 @@ def test_revision_head_of_the_installed_mlflow_matches_a_served_store(served):
 
 
 def test_store_info_reads_postgres_and_the_bucket_and_keeps_sqlite_apart(store_dir, objects):
-    info = _store_read.store_info(str(store_dir), postgres=StandIn(), s3=objects[0])
+    info = _store_read.store_info(str(store_dir), db=StandIn(), s3=objects[0])
     assert info["backend"] == "postgresql"
     assert info["db"]["schema_revision"] == "rev2" and info["db"]["counts"]["runs"] == 4
     assert info["auth_db"]["exists"] is False
     assert info["sqlite"]["exists"] is False
     assert info["artifacts"] == 3 and info["artifacts_error"] is None
-    assert info["postgres_data"] is True
+    assert info["database_data"] == ["postgres"]
     assert info["compose_services"] == ["mlflow-server", "postgres", "s3"]
 
 
@@ -89,7 +89,7 @@ def test_store_info_reports_an_unreachable_database_instead_of_failing(store_dir
         def facts(self):
             raise PostgresError("Reading the PostgreSQL database failed (rc 2): could not translate host name")
 
-    info = _store_read.store_info(str(store_dir), postgres=Down())
+    info = _store_read.store_info(str(store_dir), db=Down())
     assert info["db"]["error"].startswith("Reading the PostgreSQL database failed")
     assert info["auth_db"]["error"] is None
 

@@ -96,7 +96,7 @@ def test_put_back_undoes_a_swap(served, backup):
 
 
 def test_restore_moves_the_service_data_aside_unread_and_stages_only_files(store_dir, objects, tmp_path):
-    summary = _backup.create_backup(str(store_dir), str(tmp_path / "b"), "manual", postgres=StandIn(), s3=objects[0])
+    summary = _backup.create_backup(str(store_dir), str(tmp_path / "b"), "manual", db=StandIn(), s3=objects[0])
     (store_dir / "s3" / "unreadable").write_bytes(b"x")
     os.chmod(store_dir / "s3" / "unreadable", 0)
     swapped = _swap.swap_in(str(store_dir), summary["path"], now=_now(5), artifacts_local=False)
@@ -114,7 +114,7 @@ def test_restore_moves_the_service_data_aside_unread_and_stages_only_files(store
 
 
 def test_local_artifacts_of_a_postgres_backup_are_staged_as_before(store_dir, objects, tmp_path):
-    summary = _backup.create_backup(str(store_dir), str(tmp_path / "b"), "manual", postgres=StandIn(), s3=objects[0])
+    summary = _backup.create_backup(str(store_dir), str(tmp_path / "b"), "manual", db=StandIn(), s3=objects[0])
     swapped = _swap.swap_in(str(store_dir), summary["path"], now=_now(5))
     assert swapped["restored"] == ["mlruns"]
     assert (store_dir / "mlruns" / "1" / "r2" / "artifacts" / "a.txt").read_bytes() == b"a"
@@ -122,10 +122,10 @@ def test_local_artifacts_of_a_postgres_backup_are_staged_as_before(store_dir, ob
 
 def test_load_fills_the_empty_database_and_bucket_and_checks_every_object(store_dir, objects, fake_s3, tmp_path):
     server, client, _credentials = fake_s3
-    summary = _backup.create_backup(str(store_dir), str(tmp_path / "b"), "manual", postgres=StandIn(), s3=objects[0])
+    summary = _backup.create_backup(str(store_dir), str(tmp_path / "b"), "manual", db=StandIn(), s3=objects[0])
     server.buckets.clear()
     empty = StandIn(facts="tables=0\n")
-    result = _swap.load_backup(summary["path"], postgres=empty, s3=(client, "mlflow"), scratch=str(tmp_path / "s"))
+    result = _swap.load_backup(summary["path"], db=empty, s3=(client, "mlflow"), scratch=str(tmp_path / "s"))
     assert empty.loaded == b"PGDMP custom dump"
     assert result["artifacts"]["source"] == result["artifacts"]["target"] == 3
     assert result["artifacts"]["source_sha256"] == result["artifacts"]["target_sha256"]
@@ -135,7 +135,7 @@ def test_load_fills_the_empty_database_and_bucket_and_checks_every_object(store_
     ):
         _swap.load_backup(summary["path"], s3=(client, "mlflow"), scratch=str(tmp_path / "s"))
     with pytest.raises(_store_read.StoreError, match="already holds tables"):
-        _swap.load_backup(summary["path"], postgres=StandIn())
+        _swap.load_backup(summary["path"], db=StandIn())
 
 
 def test_set_aside_moves_only_what_exists(store_dir):
