@@ -60,6 +60,11 @@ def test_losing_the_worker_mid_logging_loses_no_acknowledged_run(clients):
     assert min(len(w.acked) for w in writers.values()) >= 5, {n: w.errors[-3:] for n, w in writers.items()}
     assert not writers[MANAGER].errors and not writers[WORKER].errors
 
+    # The kill comes right after a fresh acknowledgement through the worker: it is logging when it goes.
+    fresh = len(writers[WORKER].acked)
+    while len(writers[WORKER].acked) == fresh and time.monotonic() < deadline + 60:
+        time.sleep(0.05)
+    assert len(writers[WORKER].acked) > fresh, writers[WORKER].errors[-3:]
     stopped = time.monotonic()
     subprocess.run(["docker", "kill", WORKER], check=True, capture_output=True)
     acked_at_stop = len(writers[MANAGER].acked)
@@ -70,11 +75,9 @@ def test_losing_the_worker_mid_logging_loses_no_acknowledged_run(clients):
 
     manager, worker = writers[MANAGER], writers[WORKER]
     last_worker_ack = worker.acked[-1][0]
-    # The worker's client was logging right up to the stop, and failed after it.
-    assert stopped - last_worker_ack < 5, (
-        f"the worker's last acknowledged run was {stopped - last_worker_ack:.1f} s before the stop"
-    )
-    assert worker.errors and worker.errors[0][0] >= stopped - 0.5
+    # The worker's client failed only after the kill, and acknowledged nothing after its first failure.
+    assert worker.errors and worker.errors[0][0] >= stopped
+    assert last_worker_ack <= worker.errors[0][0]
     # The manager's replica kept serving, without one error.
     assert manager.errors == []
     assert len(manager.acked) >= acked_at_stop + 5
