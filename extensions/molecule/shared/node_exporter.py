@@ -45,6 +45,13 @@ def install(host):
     return host
 
 
+def run_metrics(host):
+    """One run of the role's metrics unit that starts now. The timer starts the oneshot unit too, and a
+    start while a run is under way only waits for that run, which may have read the state before the
+    test changed it: the second start is a run of its own."""
+    host.check_output("systemctl start mlflow-metrics.service && systemctl start mlflow-metrics.service")
+
+
 def series(host, prefixes=("mlflow_", "node_textfile_")):
     """The samples node_exporter serves now whose names start with one of prefixes: {name{labels}: value}."""
     found = {}

@@ -5,7 +5,7 @@ credential at all. No secret shows in the unit, systemd's view of it, its log or
 
 from conftest import ADMIN, SECOND_ADMIN_PASSWORD, UPGRADED, api, run_playbook
 from mlflow_client import wait_for
-from node_exporter import Prometheus, install, series
+from node_exporter import Prometheus, install, run_metrics, series
 
 testinfra_hosts = ["mlflow-auth"]
 
@@ -56,11 +56,11 @@ def test_control_without_the_admin_record_the_timer_gets_nothing(host):
     record = "/opt/mlflow/secrets/admin_password"
     host.check_output(f"mv {record} {record}.away")
     try:
-        host.check_output("systemctl start mlflow-metrics.service")
+        run_metrics(host)
         found = series(host)
         assert found["mlflow_server_metrics_up"] == 0, found
         assert not any(name.startswith("mlflow_http_request_total{") for name in found)
     finally:
         host.check_output(f"mv {record}.away {record}")
-    host.check_output("systemctl start mlflow-metrics.service")
+    run_metrics(host)
     assert series(host)["mlflow_server_metrics_up"] == 1

@@ -8,6 +8,7 @@ import time
 
 from conftest import NEW, STORE, assert_run_intact, backups, log_run, run_playbook, sqlite, wait_for
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+from node_exporter import run_metrics
 
 GC = {"mlflow_server_gc_schedule": "*:*:0/10", "mlflow_server_gc_older_than": "1s"}
 # A schedule that does not fire during the tests below, which start gc themselves and read
@@ -54,7 +55,7 @@ PROM = "/var/lib/prometheus/node-exporter/mlflow.prom"
 
 def metrics(host):
     """{series{labels}: value} of the metrics file the metrics timer writes now."""
-    host.check_output("systemctl start mlflow-metrics.service")
+    run_metrics(host)
     text = host.file(PROM).content_string
     return {name: float(value) for name, value in re.findall(r"^(mlflow_\S+) (\S+)$", text, re.M)}
 
