@@ -1,6 +1,8 @@
 """Upgrade MLflow 2.22.1 to 3.17.2 after the container is gone: the data's schema says an
 upgrade is due, so the role backs up first and migrates explicitly; nothing is lost."""
 
+import json
+
 from conftest import (
     NEW,
     NEW_VERSION,
@@ -53,6 +55,16 @@ def test_pre_upgrade_backup_was_taken_before_the_migration_and_is_sound(host, le
 
 def test_the_image_schema_is_read_once_per_image(host):
     """A warm run reads what the role learned about the image; it starts no container for it."""
+    image_id = host.check_output(f"docker image inspect -f '{{{{.Id}}}}' mlops/mlflow:{NEW_VERSION}").strip()
+    kept = f"/var/cache/mlops-mlflow/{image_id[7:]}.v3.json"
+    answer = json.loads(host.file(kept).content_string)
+    # Control: with nothing kept for the image, a run asks it, and keeps the same answer, root's alone.
+    host.check_output(f"rm {kept}")
+    asked = run_playbook(host, "site.yml", NEW)
+    assert asked.rc == 0 and asked.ran("Ask the image what it knows and has"), asked.failures
+    assert json.loads(host.file(kept).content_string) == answer and answer["version"] == NEW_VERSION
+    assert (host.file(kept).mode, host.file(kept).user) == (0o600, "root")
+
     result = run_playbook(host, "site.yml", NEW)
     assert result.rc == 0 and result.changed == 0, result.failures
     assert not result.ran("Ask the image what it knows and has")
