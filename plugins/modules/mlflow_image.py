@@ -152,10 +152,9 @@ def main():
     )
     image, cache_dir = module.params["image"], module.params["cache_dir"]
 
-    def run(argv):
-        return module.run_command(argv)
-
-    image_id = docker(["image", "inspect", "--format", "{{.Id}}", image], run, module.get_bin_path) or None
+    image_id = (
+        docker(["image", "inspect", "--format", "{{.Id}}", image], module.run_command, module.get_bin_path) or None
+    )
     facts = image_facts(cache_dir, image_id)
     asked = bool(image_id and facts is None and module.params["probe"])
     if asked:
