@@ -1,0 +1,180 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) mlops.mlflow developers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
+# Do not use this from other collections or standalone plugins/modules!
+
+"""Restoring a SQLite backup into the store a running MLflow serves, without stopping it.
+
+SQLite's online backup API writes the backup's pages into the live mlflow.db (and basic_auth.db)
+through a connection, in one step under the database's write lock, so every worker of the running
+server reads the restored data on its next transaction. MLflow keeps its open files: db/ and mlruns/
+are bind mounts of its container, and a database replaced by rename would leave it writing to the old
+file. The artifacts are swapped entry by entry inside mlruns/ for the same reason.
+
+What was there before is kept in <store>/kept-before-restore-<time>/ in the same layout as
+_swap.swap_in keeps it (db/ with the databases, mlruns/), so one way back (_swap.put_back, MLflow
+stopped) undoes either restore.
+
+live_problems says why a backup cannot be restored this way; any reason sends the restore the
+stop-and-swap way (_swap.swap_in)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+
+from ansible_collections.mlops.mlflow.plugins.module_utils._backup import copy_tree
+from ansible_collections.mlops.mlflow.plugins.module_utils._store_read import (
+    ARTIFACTS,
+    AUTH_DB,
+    DATABASES,
+    DB,
+    DB_DIR,
+    StoreError,
+    auth_facts,
+    integrity,
+    open_ro,
+    tracking_facts,
+    utc_stamp,
+)
+from ansible_collections.mlops.mlflow.plugins.module_utils._swap import refuse_untrusted
+
+# The most run ids a refusal names.
+SHOWN_RUNS = 5
+
+
+def _revision(path, name):
+    conn = open_ro(path)
+    try:
+        return (auth_facts(conn) if name == AUTH_DB else tracking_facts(conn))[0]
+    finally:
+        conn.close()
+
+
+def _running(path):
+    conn = open_ro(path)
+    try:
+        return {row[0] for row in conn.execute("SELECT run_uuid FROM runs WHERE status = 'RUNNING'")}
+    finally:
+        conn.close()
+
+
+def _live_db_problems(live, backed, name):
+    """Why the live database cannot take the backup's pages: damaged, in WAL mode, or at another revision."""
+    try:
+        conn = open_ro(live)
+        try:
+            found = integrity(conn)
+            journal = conn.execute("PRAGMA journal_mode").fetchone()[0]
+        finally:
+            conn.close()
+        if found != ["ok"]:
+            return [f"the live {name} fails integrity_check ({'; '.join(found[:3])})"]
+        if journal.lower() == "wal":
+            return [f"the live {name} is in WAL mode, where other connections may keep reading the old pages"]
+        live_revision, backup_revision = _revision(live, name), _revision(backed, name)
+    except sqlite3.Error as error:
+        return [f"the live {name} cannot be read ({error})"]
+    if live_revision != backup_revision:
+        return [f"the live {name} is at schema revision {live_revision}, the backup's at {backup_revision}"]
+    return []
+
+
+def live_problems(store_dir, backup_path, allow_running=False):
+    """Why backup_path cannot be restored into the live store: a list, empty when it can.
+
+    Checked here: both databases of the backup have a healthy live counterpart in rollback-journal mode at
+    the same schema revision, the live store has no users database the backup lacks, and (unless
+    allow_running) no run is in flight that the backup does not have: it would end with RESOURCE_DOES_NOT_EXIST.
+    What the caller knows better (MLflow runs and answers, no cache outlives the restore) is the caller's."""
+    problems = []
+    for name in DATABASES:
+        live, backed = os.path.join(store_dir, DB_DIR, name), os.path.join(backup_path, name)
+        has_live, has_backup = os.path.isfile(live) and os.path.getsize(live) > 0, os.path.isfile(backed)
+        if not has_backup:
+            if has_live and name == AUTH_DB:
+                problems.append(f"the live store has a {name} and the backup none")
+            continue
+        if not has_live:
+            problems.append(f"the live store has no {name} to write the backup's into")
+            continue
+        problems += _live_db_problems(live, backed, name)
+    live_db, backup_db = os.path.join(store_dir, DB_DIR, DB), os.path.join(backup_path, DB)
+    if not problems and not allow_running:
+        try:
+            in_flight = sorted(_running(live_db) - _running(backup_db))
+        except sqlite3.Error as error:
+            in_flight, problems = [], [f"the runs of {DB} cannot be read ({error})"]
+        if in_flight:
+            shown = ", ".join(in_flight[:SHOWN_RUNS]) + (", ..." if len(in_flight) > SHOWN_RUNS else "")
+            problems.append(f"{len(in_flight)} run(s) in flight are not in the backup ({shown})")
+    return problems
+
+
+def _pages(source, dest):
+    """Copy a database's pages into dest through SQLite's backup API (dest keeps its file and inode)."""
+    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=60)
+    dst = sqlite3.connect(dest, timeout=60)
+    try:
+        with dst:
+            src.backup(dst)
+        found = integrity(dst)
+    finally:
+        src.close()
+        dst.close()
+    if found != ["ok"]:
+        raise StoreError(f"integrity_check of {dest} failed after the restore: {found[:3]}")
+
+
+def restore_live(store_dir, backup_path, artifacts_mode=0o777, now=None, artifacts_local=True):
+    """Restore a backup into the live store; return {kept, moved_aside, restored} as _swap.swap_in does.
+
+    Order: keep copies of the live databases; stage the backup's artifacts in the store (same file system);
+    move the live artifacts' entries aside and the staged ones in; write the backup's pages into the live
+    databases. A failure before the databases are written puts the artifacts back and keeps nothing."""
+    refuse_untrusted(backup_path)
+    stamp = utc_stamp(now)
+    kept = os.path.join(store_dir, f"kept-before-restore-{stamp}")
+    staging = os.path.join(store_dir, f".restore-staging-{stamp}")
+    databases = [name for name in DATABASES if os.path.isfile(os.path.join(backup_path, name))]
+    live_artifacts = os.path.join(store_dir, ARTIFACTS)
+    moved, staged = [], []
+    try:
+        os.mkdir(kept, 0o700)
+        os.mkdir(os.path.join(kept, DB_DIR), 0o700)
+        for name in databases:
+            _pages(os.path.join(store_dir, DB_DIR, name), os.path.join(kept, DB_DIR, name))
+        if artifacts_local:
+            copy_tree(os.path.join(backup_path, ARTIFACTS), staging)
+            os.mkdir(os.path.join(kept, ARTIFACTS), 0o700)
+            for entry in sorted(os.listdir(live_artifacts)):
+                os.rename(os.path.join(live_artifacts, entry), os.path.join(kept, ARTIFACTS, entry))
+                moved.append(entry)
+            for entry in sorted(os.listdir(staging)):
+                os.rename(os.path.join(staging, entry), os.path.join(live_artifacts, entry))
+                staged.append(entry)
+            os.chmod(live_artifacts, artifacts_mode)
+    except (OSError, sqlite3.Error, StoreError) as error:
+        for entry in reversed(staged):
+            shutil.rmtree(os.path.join(live_artifacts, entry), ignore_errors=True)
+        for entry in reversed(moved):
+            os.rename(os.path.join(kept, ARTIFACTS, entry), os.path.join(live_artifacts, entry))
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(kept, ignore_errors=True)
+        raise StoreError(
+            f"restoring {backup_path} into the live {store_dir} failed: {error}; nothing was changed"
+        ) from error
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        for name in databases:
+            _pages(os.path.join(backup_path, name), os.path.join(store_dir, DB_DIR, name))
+    except (sqlite3.Error, StoreError) as error:
+        raise StoreError(
+            f"writing {backup_path}'s databases into the live {store_dir} failed: {error}; what was there "
+            f"before is in {kept} (mlflow_restore state=reverted puts it back, MLflow stopped)"
+        ) from error
+    return {"kept": kept, "moved_aside": [DB_DIR, ARTIFACTS] if artifacts_local else [DB_DIR], "restored": databases}

@@ -1,0 +1,122 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) mlops.mlflow developers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Live restores (_live.py): a backup written into the store an MLflow store object holds open.
+
+On real MLflow SQLite databases. The proof with a running server and concurrent writers is the
+Molecule scenario's; here, MLflow's own SqlAlchemyStore, opened before the restore, plays a worker."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+
+import pytest
+from ansible_collections.mlops.mlflow.plugins.module_utils import _backup, _live, _store_read, _swap
+from ansible_collections.mlops.mlflow.tests.unit.plugins.module_utils.store_cases import _now
+
+
+@pytest.fixture
+def backup(served, tmp_path):
+    return _backup.create_backup(str(served), str(tmp_path / "backups"), "manual", now=_now(0))["path"]
+
+
+def worker(store):
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    return SqlAlchemyStore(f"sqlite:///{store}/db/mlflow.db", str(store / "mlruns"))
+
+
+def finished_run(tracking):
+    from mlflow.entities import RunStatus
+
+    run_id = tracking.create_run("1", "bob", int(time.time() * 1000), [], "after-backup").info.run_id
+    tracking.update_run_info(run_id, RunStatus.FINISHED, int(time.time() * 1000), "after-backup")
+    return run_id
+
+
+def test_a_live_restore_keeps_the_files_and_an_open_store_sees_the_backup(served, backup):
+    tracking = worker(served)
+    late = finished_run(tracking)
+    (served / "mlruns" / "1" / late / "artifacts").mkdir(parents=True)
+    (served / "mlruns" / "1" / late / "artifacts" / "late.txt").write_text("after the backup\n")
+    inode = os.stat(served / "db" / "mlflow.db").st_ino
+    assert _live.live_problems(str(served), backup) == []
+
+    result = _live.restore_live(str(served), backup, now=_now(60))
+
+    assert os.stat(served / "db" / "mlflow.db").st_ino == inode
+    # The worker's pooled connection reads the restored data: the late run is gone.
+    assert late not in {run.info.run_id for run in tracking.search_runs(["1"], "", 3)}
+    assert not (served / "mlruns" / "1" / late).exists()
+    assert _store_read.store_info(str(served))["db"]["counts"]["runs"] == 3
+    # Kept as swap_in keeps it, so the one way back undoes it.
+    kept = result["kept"]
+    assert _store_read.database_info(os.path.join(kept, "db", "mlflow.db"))["counts"]["runs"] == 4
+    assert (served / "mlruns").stat().st_mode & 0o777 == 0o777
+    tracking.engine.dispose()
+    _swap.put_back(str(served), kept)
+    assert _store_read.store_info(str(served))["db"]["counts"]["runs"] == 4
+    assert (served / "mlruns" / "1" / late / "artifacts" / "late.txt").read_text() == "after the backup\n"
+
+
+def test_a_run_in_flight_that_the_backup_lacks_refuses_unless_allowed(served, backup):
+    tracking = worker(served)
+    in_flight = tracking.create_run("1", "bob", int(time.time() * 1000), [], "in-flight").info.run_id
+    tracking.engine.dispose()
+    [problem] = _live.live_problems(str(served), backup)
+    assert problem == f"1 run(s) in flight are not in the backup ({in_flight})"
+    assert _live.live_problems(str(served), backup, allow_running=True) == []
+
+
+def test_control_a_finished_run_after_the_backup_is_no_reason(served, backup):
+    tracking = worker(served)
+    finished_run(tracking)
+    tracking.engine.dispose()
+    assert _live.live_problems(str(served), backup) == []
+
+
+def test_another_schema_revision_wal_mode_or_a_damaged_database_sends_the_restore_the_stopped_way(served, backup):
+    live = served / "db" / "mlflow.db"
+    conn = sqlite3.connect(live)
+    with conn:
+        conn.execute("UPDATE alembic_version SET version_num = 'ffffffffffff'")
+    conn.close()
+    [problem] = _live.live_problems(str(served), backup)
+    assert problem.startswith("the live mlflow.db is at schema revision ffffffffffff, the backup's at ")
+
+    conn = sqlite3.connect(live)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.close()
+    assert _live.live_problems(str(served), backup) == [
+        "the live mlflow.db is in WAL mode, where other connections may keep reading the old pages"
+    ]
+
+    live.write_bytes(b"corrupt" * 1000)
+    [problem] = _live.live_problems(str(served), backup)
+    assert problem.startswith("the live mlflow.db cannot be read")
+
+
+def test_users_the_backup_does_not_have_refuse(served, tmp_path):
+    os.rename(served / "db" / "basic_auth.db", tmp_path / "aside.db")
+    backup = _backup.create_backup(str(served), str(tmp_path / "backups"), "manual", now=_now(0))["path"]
+    os.rename(tmp_path / "aside.db", served / "db" / "basic_auth.db")
+    assert _live.live_problems(str(served), backup) == ["the live store has a basic_auth.db and the backup none"]
+
+
+def test_a_failed_artifact_swap_changes_nothing(served, backup, monkeypatch):
+    before = _store_read.store_info(str(served))["db"]["counts"]
+    entries = sorted(os.listdir(served / "mlruns"))
+
+    def refuse(*_args, **_kwargs):
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr(_live, "copy_tree", refuse)
+    with pytest.raises(_store_read.StoreError, match="nothing was changed"):
+        _live.restore_live(str(served), backup, now=_now(60))
+    assert sorted(os.listdir(served / "mlruns")) == entries
+    assert _store_read.store_info(str(served))["db"]["counts"] == before
+    assert not [name for name in os.listdir(served) if "restore" in name]
