@@ -30,6 +30,11 @@ description:
     are swapped, not the store directory itself, because it may be a mount point and it holds the Compose file.
   - Any failure during O(state=restored) puts the previous state back before the module fails, and the
     message says so.
+  - O(state=live) writes a SQLite backup into the store a running MLflow serves, without stopping it, through
+    SQLite's online backup API, and swaps the artifacts entry by entry inside C(mlruns/) (MLflow keeps its open
+    files; they are bind mounts of its container). It keeps the previous data as O(state=restored) does, so
+    O(state=reverted) undoes it, MLflow stopped. It refuses, changing nothing, for any reason RV(live_problems)
+    gives; the stop-and-swap O(state=restored) restores those backups.
   - O(state=reverted) undoes a restore. The restored entries are removed and the ones in O(kept) are put
     back. Use it when MLflow does not come up on the restored data.
   - With PostgreSQL or S3, O(state=restored) moves the managed services' data directories (C(postgres/), C(s3/)) aside
@@ -63,11 +68,18 @@ options:
   state:
     description: What to do.
     type: str
-    choices: [checked, restored, loaded, reverted, set_aside, db_dir]
+    choices: [checked, restored, live, loaded, reverted, set_aside, db_dir]
     default: checked
   backup:
     description: The backup folder. Required for O(state=checked), O(state=restored) and O(state=loaded).
     type: path
+  allow_running:
+    description:
+      - With O(state=checked) and O(state=live), whether runs in flight that the backup does not have may end (their
+        next write gets C(RESOURCE_DOES_NOT_EXIST)). By default they are a reason in RV(live_problems).
+    type: bool
+    default: false
+    version_added: 0.6.0
   backend:
     description:
       - With O(state=checked), the configured backend, V(sqlite) or V(postgresql). A backup taken from another
@@ -190,23 +202,34 @@ backend:
   type: str
   sample: sqlite
   version_added: 0.4.0
+live_problems:
+  description:
+    - With O(state=checked) on a SQLite store, why the backup cannot be restored into the running MLflow with
+      O(state=live); empty when it can. Each is a phrase, such as a run in flight the backup lacks, a live database at
+      another schema revision, in WAL mode or damaged.
+    - What only the caller knows is not checked here (MLflow runs and answers; no cache of MLflow outlives the
+      restore, such as the basic-auth app's credential cache or the workspaces' cache).
+  returned: state is checked and the backup passed every check
+  type: list
+  elements: str
+  version_added: 0.6.0
 needs_upgrade:
   description: Whether the serving image must run C(mlflow db upgrade) on the restored database.
   returned: state is checked and known_revisions is given
   type: bool
 kept:
   description: Where the previous data was moved; V(null) when the store held none.
-  returned: state is restored or set_aside
+  returned: state is restored, live or set_aside
   type: str
   sample: /opt/mlflow/kept-before-restore-20261126T101500Z
 moved_aside:
   description: The store entries moved into RV(kept).
-  returned: state is restored
+  returned: state is restored or live
   type: list
   elements: str
 restored:
   description: The entries put into the store.
-  returned: state is restored
+  returned: state is restored or live
   type: list
   elements: str
 moved:
@@ -242,6 +265,7 @@ from ansible_collections.mlops.mlflow.plugins.module_utils._backends import (  #
     backends,
 )
 from ansible_collections.mlops.mlflow.plugins.module_utils._backup import verify_backup  # noqa: E402
+from ansible_collections.mlops.mlflow.plugins.module_utils._live import live_problems, restore_live  # noqa: E402
 from ansible_collections.mlops.mlflow.plugins.module_utils._store_read import (  # noqa: E402
     StoreError,
     top_level_databases,
@@ -270,7 +294,7 @@ def main():
             state=dict(
                 type="str",
                 default="checked",
-                choices=["checked", "restored", "loaded", "reverted", "set_aside", "db_dir"],
+                choices=["checked", "restored", "live", "loaded", "reverted", "set_aside", "db_dir"],
             ),
             store_dir=dict(type="path", required=True),
             backup=dict(type="path"),
@@ -284,11 +308,13 @@ def main():
             backend=dict(type="str"),
             entries=dict(type="list", elements="str"),
             label=dict(type="str", default="set-aside"),
+            allow_running=dict(type="bool", default=False),
             **BACKEND_ARGUMENT_SPEC,
         ),
         required_if=[
             ("state", "checked", ["backup"]),
             ("state", "restored", ["backup"]),
+            ("state", "live", ["backup"]),
             ("state", "loaded", ["backup"]),
             ("state", "reverted", ["kept"]),
             ("state", "set_aside", ["entries"]),
@@ -309,7 +335,27 @@ def main():
         result["msg"] = (
             f"{p['backup']} passed every check." if result["ok"] else f"{p['backup']} {'; '.join(result['problems'])}."
         )
+        if result["ok"]:
+            result["live_problems"] = (
+                [f"the store's database is {db.NAME}, not SQLite"]
+                if db
+                else live_problems(p["store_dir"], p["backup"], p["allow_running"])
+            )
         module.exit_json(changed=False, **result)
+    if p["state"] == "live":
+        # Checked again here, at the moment of the change, in check mode too.
+        try:
+            refuse_untrusted(p["backup"])
+        except StoreError as error:
+            module.fail_json(msg=str(error))
+        problems = [f"the store's database is {db.NAME}, not SQLite"] if db else []
+        problems = problems or live_problems(p["store_dir"], p["backup"], p["allow_running"])
+        if problems:
+            module.fail_json(
+                msg=f"{p['backup']} cannot be restored into the running MLflow: {'; '.join(problems)}. "
+                "Restore it with MLflow stopped (state=restored). Nothing was changed.",
+                live_problems=problems,
+            )
     if module.check_mode:
         if p["state"] in ("restored", "loaded"):
             # The same refusal as the real run, so a check run shows it.
@@ -319,6 +365,7 @@ def main():
                 module.fail_json(msg=str(error))
         what = {
             "restored": f"restore {p['backup']}",
+            "live": f"restore {p['backup']} into the running MLflow",
             "loaded": f"load {p['backup']} into the database and the bucket",
             "reverted": f"put back {p['kept']}",
             "set_aside": f"move {', '.join(p['entries'] or [])} aside",
@@ -338,6 +385,14 @@ def main():
                 db_dir_mode=mode(module, "db_dir_mode"),
             )
             result["msg"] = f"Swapped {p['backup']} into {p['store_dir']}; the previous data is in {result['kept']}."
+        elif p["state"] == "live":
+            result = restore_live(
+                p["store_dir"], p["backup"], mode(module, "artifacts_mode"), artifacts_local=not p["s3"]
+            )
+            result["msg"] = (
+                f"Wrote {p['backup']} into the running MLflow's {p['store_dir']}; the previous data is in "
+                f"{result['kept']}."
+            )
         elif p["state"] == "loaded":
             result = load_backup(p["backup"], db=db, s3=s3)
             loaded = [what for what, done in ((db and db.NAME, db), ("the bucket", s3)) if done]

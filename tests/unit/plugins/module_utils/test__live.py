@@ -120,3 +120,40 @@ def test_a_failed_artifact_swap_changes_nothing(served, backup, monkeypatch):
     assert sorted(os.listdir(served / "mlruns")) == entries
     assert _store_read.store_info(str(served))["db"]["counts"] == before
     assert not [name for name in os.listdir(served) if "restore" in name]
+
+
+def test_the_module_checks_then_restores_into_the_running_store(served, backup, capsys):
+    from ansible_collections.mlops.mlflow.plugins.modules import mlflow_restore
+    from ansible_collections.mlops.mlflow.tests.unit.plugins.modules.store_modules import run
+
+    tracking = worker(served)
+    late = finished_run(tracking)
+    code, result = run(mlflow_restore, capsys, state="checked", store_dir=str(served), backup=backup)
+    assert code == 0 and result["ok"] and result["live_problems"] == []
+    code, result = run(mlflow_restore, capsys, state="live", store_dir=str(served), backup=backup)
+    assert code == 0 and result["changed"] and result["kept"].startswith(str(served / "kept-before-restore-"))
+    assert late not in {run.info.run_id for run in tracking.search_runs(["1"], "", 3)}
+    tracking.engine.dispose()
+
+
+def test_the_module_refuses_a_live_restore_it_cannot_vouch_for_and_changes_nothing(served, backup, capsys):
+    from ansible_collections.mlops.mlflow.plugins.modules import mlflow_restore
+    from ansible_collections.mlops.mlflow.tests.unit.plugins.modules.store_modules import run
+
+    tracking = worker(served)
+    in_flight = tracking.create_run("1", "bob", int(time.time() * 1000), [], "in-flight").info.run_id
+    tracking.engine.dispose()
+    before = _store_read.store_info(str(served))["db"]["counts"]
+    code, result = run(mlflow_restore, capsys, state="checked", store_dir=str(served), backup=backup)
+    assert (
+        code == 0
+        and result["ok"]
+        and result["live_problems"] == [f"1 run(s) in flight are not in the backup ({in_flight})"]
+    )
+    code, result = run(mlflow_restore, capsys, state="live", store_dir=str(served), backup=backup)
+    assert code == 1 and result["msg"].startswith(f"{backup} cannot be restored into the running MLflow: 1 run(s)")
+    assert result["msg"].endswith("Restore it with MLflow stopped (state=restored). Nothing was changed.")
+    assert _store_read.store_info(str(served))["db"]["counts"] == before
+    assert not [name for name in os.listdir(served) if "restore" in name]
+    code, result = run(mlflow_restore, capsys, state="live", store_dir=str(served), backup=backup, allow_running=True)
+    assert code == 0 and result["changed"]
