@@ -45,6 +45,12 @@ from ansible_collections.mlops.mlflow.plugins.module_utils._swap import refuse_u
 
 # The most run ids a refusal names.
 SHOWN_RUNS = 5
+# The AI Gateway's tables: MLflow caches what it read of them (its secrets for 60 s), so a restore
+# that changes them is not seen at once; only a restart clears that cache.
+GATEWAY_TABLES = ("secrets", "endpoints", "model_definitions", "endpoint_model_mappings", "endpoint_bindings")
+# Jobs not finished (PENDING, RUNNING, NEEDS_RECOVERY in mlflow.entities._job_status): MLflow's job
+# runner queues a database's unfinished jobs again only when it starts.
+UNFINISHED_JOBS = (0, 1, 6)
 
 
 def _revision(path, name):
@@ -59,6 +65,34 @@ def _running(path):
     conn = open_ro(path)
     try:
         return {row[0] for row in conn.execute("SELECT run_uuid FROM runs WHERE status = 'RUNNING'")}
+    finally:
+        conn.close()
+
+
+def _tables(conn):
+    return {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+def _gateway_rows(path):
+    """The AI Gateway's rows, table by table, in a comparable form."""
+    conn = open_ro(path)
+    try:
+        present = _tables(conn)
+        return {
+            table: sorted(map(repr, conn.execute(f"SELECT * FROM {table}")))  # noqa: S608 (fixed table names)
+            for table in GATEWAY_TABLES
+            if table in present
+        }
+    finally:
+        conn.close()
+
+
+def _unfinished_jobs(path):
+    conn = open_ro(path)
+    try:
+        if "jobs" not in _tables(conn):
+            return 0
+        return conn.execute("SELECT count(*) FROM jobs WHERE status IN (?, ?, ?)", UNFINISHED_JOBS).fetchone()[0]
     finally:
         conn.close()
 
@@ -88,8 +122,9 @@ def live_problems(store_dir, backup_path, allow_running=False):
     """Why backup_path cannot be restored into the live store: a list, empty when it can.
 
     Checked here: both databases of the backup have a healthy live counterpart in rollback-journal mode at
-    the same schema revision, the live store has no users database the backup lacks, and (unless
-    allow_running) no run is in flight that the backup does not have: it would end with RESOURCE_DOES_NOT_EXIST.
+    the same schema revision; the live store has no users database the backup lacks; (unless allow_running)
+    no run is in flight that the backup does not have (it would end with RESOURCE_DOES_NOT_EXIST); the AI
+    Gateway's tables are the backup's (MLflow caches them); and the backup has no unfinished job.
     What the caller knows better (MLflow runs and answers, no cache outlives the restore) is the caller's."""
     problems = []
     for name in DATABASES:
@@ -103,15 +138,22 @@ def live_problems(store_dir, backup_path, allow_running=False):
             problems.append(f"the live store has no {name} to write the backup's into")
             continue
         problems += _live_db_problems(live, backed, name)
+    if problems:
+        return problems
     live_db, backup_db = os.path.join(store_dir, DB_DIR, DB), os.path.join(backup_path, DB)
-    if not problems and not allow_running:
-        try:
-            in_flight = sorted(_running(live_db) - _running(backup_db))
-        except sqlite3.Error as error:
-            in_flight, problems = [], [f"the runs of {DB} cannot be read ({error})"]
-        if in_flight:
-            shown = ", ".join(in_flight[:SHOWN_RUNS]) + (", ..." if len(in_flight) > SHOWN_RUNS else "")
-            problems.append(f"{len(in_flight)} run(s) in flight are not in the backup ({shown})")
+    try:
+        in_flight = [] if allow_running else sorted(_running(live_db) - _running(backup_db))
+        gateway_differs = _gateway_rows(live_db) != _gateway_rows(backup_db)
+        jobs = _unfinished_jobs(backup_db)
+    except sqlite3.Error as error:
+        return [f"the runs, jobs or AI Gateway tables of {DB} cannot be read ({error})"]
+    if in_flight:
+        shown = ", ".join(in_flight[:SHOWN_RUNS]) + (", ..." if len(in_flight) > SHOWN_RUNS else "")
+        problems.append(f"{len(in_flight)} run(s) in flight are not in the backup ({shown})")
+    if gateway_differs:
+        problems.append("the AI Gateway's endpoints or secrets differ from the backup's (MLflow caches them)")
+    if jobs:
+        problems.append(f"the backup has {jobs} unfinished job(s), which MLflow queues again only when it starts")
     return problems
 
 

@@ -157,3 +157,40 @@ def test_the_module_refuses_a_live_restore_it_cannot_vouch_for_and_changes_nothi
     assert not [name for name in os.listdir(served) if "restore" in name]
     code, result = run(mlflow_restore, capsys, state="live", store_dir=str(served), backup=backup, allow_running=True)
     assert code == 0 and result["changed"]
+
+
+def insert_row(path, table, **values):
+    """A row of an MLflow table, its other NOT NULL columns filled with placeholders of their type."""
+    conn = sqlite3.connect(path)
+    with conn:
+        for _cid, name, kind, notnull, default, _pk in conn.execute(f"PRAGMA table_info({table})").fetchall():
+            if name not in values and (notnull or _pk) and default is None:
+                values[name] = 0 if "INT" in kind.upper() or "FLOAT" in kind.upper() else f"{name}-1"
+        columns = ", ".join(values)
+        conn.execute(f"INSERT INTO {table} ({columns}) VALUES ({', '.join('?' * len(values))})", list(values.values()))
+    conn.close()
+
+
+def test_gateway_rows_or_unfinished_jobs_that_a_restart_would_pick_up_refuse(served, tmp_path):
+    live = served / "db" / "mlflow.db"
+    tables = {row[0] for row in sqlite3.connect(live).execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"secrets", "endpoints", "jobs"} <= tables, "the template is not an MLflow 3 database"
+    insert_row(live, "jobs", status=2)
+    backup = _backup.create_backup(str(served), str(tmp_path / "backups"), "manual", now=_now(0))["path"]
+    # Control: the same gateway rows and only finished jobs are no reason.
+    assert _live.live_problems(str(served), backup) == []
+
+    insert_row(live, "secrets")
+    assert _live.live_problems(str(served), backup) == [
+        "the AI Gateway's endpoints or secrets differ from the backup's (MLflow caches them)"
+    ]
+
+    conn = sqlite3.connect(live)
+    with conn:
+        conn.execute("DELETE FROM secrets")
+    conn.close()
+    insert_row(live, "jobs", id="pending-1", status=0)
+    pending = _backup.create_backup(str(served), str(tmp_path / "backups"), "manual", now=_now(30))["path"]
+    assert _live.live_problems(str(served), pending) == [
+        "the backup has 1 unfinished job(s), which MLflow queues again only when it starts"
+    ]
