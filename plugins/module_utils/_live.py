@@ -219,4 +219,9 @@ def restore_live(store_dir, backup_path, artifacts_mode=0o777, now=None, artifac
             f"writing {backup_path}'s databases into the live {store_dir} failed: {error}; what was there "
             f"before is in {kept} (mlflow_restore state=reverted puts it back, MLflow stopped)"
         ) from error
-    return {"kept": kept, "moved_aside": [DB_DIR, ARTIFACTS] if artifacts_local else [DB_DIR], "restored": databases}
+    return {
+        "kept": kept,
+        "moved_aside": [DB_DIR, ARTIFACTS] if artifacts_local else [DB_DIR],
+        "restored": databases,
+        "live": True,
+    }

@@ -202,6 +202,11 @@ backend:
   type: str
   sample: sqlite
   version_added: 0.4.0
+live:
+  description: With O(state=live), V(true): the backup went into the running MLflow.
+  returned: state is live
+  type: bool
+  version_added: 0.6.0
 live_problems:
   description:
     - With O(state=checked) on a SQLite store, why the backup cannot be restored into the running MLflow with
