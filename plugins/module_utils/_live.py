@@ -118,7 +118,7 @@ def _live_db_problems(live, backed, name):
     return []
 
 
-def live_problems(store_dir, backup_path, allow_running=False):
+def live_problems(store_dir, backup_path, allow_running=False, artifacts_local=True):
     """Why backup_path cannot be restored into the live store: a list, empty when it can.
 
     Checked here: both databases of the backup have a healthy live counterpart in rollback-journal mode at
@@ -127,6 +127,10 @@ def live_problems(store_dir, backup_path, allow_running=False):
     Gateway's tables are the backup's (MLflow caches them); and the backup has no unfinished job.
     What the caller knows better (MLflow runs and answers, no cache outlives the restore) is the caller's."""
     problems = []
+    if artifacts_local:
+        for where, path in (("the live store", store_dir), ("the backup", backup_path)):
+            if not os.path.isdir(os.path.join(path, ARTIFACTS)) or os.path.islink(os.path.join(path, ARTIFACTS)):
+                problems.append(f"{where} has no {ARTIFACTS}/ folder")
     for name in DATABASES:
         live, backed = os.path.join(store_dir, DB_DIR, name), os.path.join(backup_path, name)
         has_live, has_backup = os.path.isfile(live) and os.path.getsize(live) > 0, os.path.isfile(backed)

@@ -344,7 +344,7 @@ def main():
             result["live_problems"] = (
                 [f"the store's database is {db.NAME}, not SQLite"]
                 if db
-                else live_problems(p["store_dir"], p["backup"], p["allow_running"])
+                else live_problems(p["store_dir"], p["backup"], p["allow_running"], artifacts_local=not p["s3"])
             )
         module.exit_json(changed=False, **result)
     if p["state"] == "live":
@@ -354,7 +354,9 @@ def main():
         except StoreError as error:
             module.fail_json(msg=str(error))
         problems = [f"the store's database is {db.NAME}, not SQLite"] if db else []
-        problems = problems or live_problems(p["store_dir"], p["backup"], p["allow_running"])
+        problems = problems or live_problems(
+            p["store_dir"], p["backup"], p["allow_running"], artifacts_local=not p["s3"]
+        )
         if problems:
             module.fail_json(
                 msg=f"{p['backup']} cannot be restored into the running MLflow: {'; '.join(problems)}. "

@@ -194,3 +194,9 @@ def test_gateway_rows_or_unfinished_jobs_that_a_restart_would_pick_up_refuse(ser
     assert _live.live_problems(str(served), pending) == [
         "the backup has 1 unfinished job(s), which MLflow queues again only when it starts"
     ]
+
+
+def test_a_store_without_mlruns_is_no_live_restore(served, backup):
+    os.rename(served / "mlruns", served / "elsewhere")
+    assert _live.live_problems(str(served), backup) == ["the live store has no mlruns/ folder"]
+    assert _live.live_problems(str(served), backup, artifacts_local=False) == []
