@@ -181,14 +181,15 @@ def restore_live(store_dir, backup_path, artifacts_mode=0o777, now=None, artifac
 
     Order: keep copies of the live databases; stage the backup's artifacts in the store (same file system);
     move the live artifacts' entries aside and the staged ones in; write the backup's pages into the live
-    databases. A failure before the databases are written puts the artifacts back and keeps nothing."""
+    databases. Any failure puts back what was done (the artifacts' entries, and the pages of a database
+    already written, from the copy kept first), keeps nothing and raises StoreError."""
     refuse_untrusted(backup_path)
     stamp = utc_stamp(now)
     kept = os.path.join(store_dir, f"kept-before-restore-{stamp}")
     staging = os.path.join(store_dir, f".restore-staging-{stamp}")
     databases = [name for name in DATABASES if os.path.isfile(os.path.join(backup_path, name))]
     live_artifacts = os.path.join(store_dir, ARTIFACTS)
-    moved, staged = [], []
+    moved, staged, written = [], [], []
     try:
         os.mkdir(kept, 0o700)
         os.mkdir(os.path.join(kept, DB_DIR), 0o700)
@@ -204,28 +205,39 @@ def restore_live(store_dir, backup_path, artifacts_mode=0o777, now=None, artifac
                 os.rename(os.path.join(staging, entry), os.path.join(live_artifacts, entry))
                 staged.append(entry)
             os.chmod(live_artifacts, artifacts_mode)
+        for name in databases:
+            written.append(name)
+            _pages(os.path.join(backup_path, name), os.path.join(store_dir, DB_DIR, name))
     except (OSError, sqlite3.Error, StoreError) as error:
-        for entry in reversed(staged):
-            shutil.rmtree(os.path.join(live_artifacts, entry), ignore_errors=True)
-        for entry in reversed(moved):
-            os.rename(os.path.join(kept, ARTIFACTS, entry), os.path.join(live_artifacts, entry))
+        _undo(store_dir, kept, staged, moved, written)
         shutil.rmtree(staging, ignore_errors=True)
-        shutil.rmtree(kept, ignore_errors=True)
         raise StoreError(
-            f"restoring {backup_path} into the live {store_dir} failed: {error}; nothing was changed"
+            f"restoring {backup_path} into the live {store_dir} failed: {error}; what was there before was put back"
         ) from error
     shutil.rmtree(staging, ignore_errors=True)
-    try:
-        for name in databases:
-            _pages(os.path.join(backup_path, name), os.path.join(store_dir, DB_DIR, name))
-    except (sqlite3.Error, StoreError) as error:
-        raise StoreError(
-            f"writing {backup_path}'s databases into the live {store_dir} failed: {error}; what was there "
-            f"before is in {kept} (mlflow_restore state=reverted puts it back, MLflow stopped)"
-        ) from error
     return {
         "kept": kept,
         "moved_aside": [DB_DIR, ARTIFACTS] if artifacts_local else [DB_DIR],
         "restored": databases,
         "live": True,
     }
+
+
+def _undo(store_dir, kept, staged, moved, written):
+    """Put back what restore_live did before it failed, then drop the copies it kept.
+
+    A failure here raises with the kept folder's name and keeps it: the data is then in its copy."""
+    live_artifacts = os.path.join(store_dir, ARTIFACTS)
+    try:
+        for name in reversed(written):
+            _pages(os.path.join(kept, DB_DIR, name), os.path.join(store_dir, DB_DIR, name))
+        for entry in reversed(staged):
+            shutil.rmtree(os.path.join(live_artifacts, entry))
+        for entry in reversed(moved):
+            os.rename(os.path.join(kept, ARTIFACTS, entry), os.path.join(live_artifacts, entry))
+    except (OSError, sqlite3.Error, StoreError) as error:
+        raise StoreError(
+            f"putting back the live {store_dir} failed too ({error}): what was there before is in {kept} "
+            "(mlflow_restore state=reverted puts it back, MLflow stopped)"
+        ) from error
+    shutil.rmtree(kept, ignore_errors=True)

@@ -34,7 +34,8 @@ description:
     SQLite's online backup API, and swaps the artifacts entry by entry inside C(mlruns/) (MLflow keeps its open
     files; they are bind mounts of its container). It keeps the previous data as O(state=restored) does, so
     O(state=reverted) undoes it, MLflow stopped. It refuses, changing nothing, for any reason RV(live_problems)
-    gives; the stop-and-swap O(state=restored) restores those backups.
+    gives; the stop-and-swap O(state=restored) restores those backups. A failure during it puts back what it
+    had done (the artifacts' entries, and the pages of a database already written) before the module fails.
   - O(state=reverted) undoes a restore. The restored entries are removed and the ones in O(kept) are put
     back. Use it when MLflow does not come up on the restored data.
   - With PostgreSQL or S3, O(state=restored) moves the managed services' data directories (C(postgres/), C(s3/)) aside

@@ -100,6 +100,8 @@ def test_restore_over_a_corrupt_live_database(host, mlflow, ledger, tmp_path):
     result = timed_restore(host, "corrupt live database", {"mlflow_server_restore_from": backup})
     assert result.rc == 0, result.failures
     [kept] = sorted(set(kept_dirs(host)) - kept_before)
+    # The stopped way, which never reads the live database, and the report says why.
+    assert any("with MLflow stopped: the live mlflow.db" in m for m in result.messages), result.messages
     # Moved aside unread: byte for byte the corrupt file.
     assert host.check_output(f"sha256sum {kept}/db/mlflow.db").split()[0] == corrupt
     assert_store_equals(host, backup)
@@ -120,20 +122,41 @@ def test_restore_into_a_deleted_store_directory_while_mlflow_runs(host, mlflow, 
         assert_run_intact(mlflow, run, tmp_path)
 
 
-def test_a_fault_in_the_middle_of_the_swap_puts_everything_back(host, mlflow, ledger, tmp_path):
-    """A real fault: mlruns/ is a mount point (rename gives EBUSY), after mlflow.db was moved aside."""
+@pytest.mark.parametrize(
+    "live, error, undone",
+    [
+        # MLflow stopped: mlruns/ itself is renamed aside, after db/ was; a mount point gives EBUSY.
+        (False, "Device or resource busy", "the previous data was put back"),
+        # Into the running MLflow: mlruns/'s entries move to the kept folder, across the mount (EXDEV),
+        # after the live databases were copied aside.
+        (True, "Invalid cross-device link", "what was there before was put back"),
+    ],
+    ids=["stopped", "live"],
+)
+def test_a_fault_in_the_middle_of_the_swap_puts_everything_back(host, mlflow, ledger, tmp_path, live, error, undone):
+    """A real fault: mlruns/ is a mount point."""
     backup = last_good(host)
     late = log_run(mlflow, tmp_path, "before-the-fault")
     before = sha256_tree(host, STORE)
     host.check_output(f"mount --bind {STORE}/mlruns {STORE}/mlruns")
     try:
-        result = timed_restore(host, "fault in the middle (mlruns/ busy)", {"mlflow_server_restore_from": backup})
+        result = timed_restore(
+            host,
+            f"fault in the middle (mlruns/ a mount point, {'live' if live else 'stopped'})",
+            # Runs left in flight by earlier tests would send the live case the stopped way.
+            {
+                "mlflow_server_restore_from": backup,
+                "mlflow_server_restore_live": live,
+                "mlflow_server_restore_allow_running": live,
+            },
+        )
     finally:
         host.check_output(f"umount {STORE}/mlruns")
     assert result.rc != 0
     failure = result.failures[-1]
     assert f"Restoring {backup} failed at 'Move the store's data aside and swap the backup in'" in failure
-    assert "Device or resource busy" in failure and "the previous data was put back" in failure
+    # Each error happens only on the way its case names: EBUSY renaming mlruns/ itself, EXDEV moving its entries.
+    assert error in failure and undone in failure
     assert f"the backup {backup} is unchanged" in failure
     assert sha256_tree(host, STORE) == before
     assert server_version(host) == NEW_VERSION

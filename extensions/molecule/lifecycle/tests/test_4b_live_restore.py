@@ -3,7 +3,8 @@ MLflow's (credential cache, AI Gateway tables, unfinished jobs) outliving it. ML
 through it. "No run lost": every run of the backup, and every write acknowledged after the restore,
 is there; what came after the backup and before the restore is gone, as a restore means.
 
-DRAFT (branch live-restore): not run yet."""
+The fallback, MLflow stopped, is tested here for a run in flight; test_4_restore's cases take it for
+a damaged live database, a deleted store, a backup to migrate and the switch turned off."""
 
 from conftest import NEW, STORE, Writer, backups, container, run_playbook, sqlite, wait_for
 
@@ -50,15 +51,16 @@ def test_a_live_restore_keeps_mlflow_serving_and_every_write_after_it(host, mlfl
     assert sqlite(host, f"{STORE}/db/mlflow.db", "PRAGMA integrity_check") == "ok"
 
 
-def test_control_without_the_switch_the_restore_stops_mlflow_and_says_why(host):
+def test_a_run_in_flight_the_backup_lacks_sends_the_restore_the_stopped_way_and_is_named(host, mlflow):
+    """The fallback: without mlflow_server_restore_allow_running, a run in flight is a reason to stop MLflow."""
     backup = backups(host)[-1]
+    client = mlflow.MlflowClient()
+    in_flight = client.create_run(mlflow.set_experiment("live-restore").experiment_id).info.run_id
     started = container(host)["State"]["StartedAt"]
-    result = run_playbook(
-        host,
-        "restore.yml",
-        {**NEW, "mlflow_server_restore_from": backup.rsplit("/", 1)[1], "mlflow_server_restore_live": False},
-    )
+    result = run_playbook(host, "restore.yml", {**NEW, "mlflow_server_restore_from": backup.rsplit("/", 1)[1]})
     assert result.rc == 0, result.failures
     assert result.ran(STOP)
-    assert any("with MLflow stopped: mlflow_server_restore_live is false." in message for message in result.messages)
     assert container(host)["State"]["StartedAt"] != started
+    reason = [m for m in result.messages if "with MLflow stopped:" in m]
+    assert reason and "run(s) in flight are not in the backup" in reason[0] and in_flight in reason[0], result.messages
+    assert sqlite(host, f"{STORE}/db/mlflow.db", "PRAGMA integrity_check") == "ok"

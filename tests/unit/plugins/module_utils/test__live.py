@@ -115,11 +115,40 @@ def test_a_failed_artifact_swap_changes_nothing(served, backup, monkeypatch):
         raise OSError("no space left on device")
 
     monkeypatch.setattr(_live, "copy_tree", refuse)
-    with pytest.raises(_store_read.StoreError, match="nothing was changed"):
+    with pytest.raises(_store_read.StoreError, match="what was there before was put back"):
         _live.restore_live(str(served), backup, now=_now(60))
     assert sorted(os.listdir(served / "mlruns")) == entries
     assert _store_read.store_info(str(served))["db"]["counts"] == before
     assert not [name for name in os.listdir(served) if "restore" in name]
+
+
+def test_a_failure_after_a_database_was_written_puts_everything_back(served, backup, monkeypatch):
+    """basic_auth.db fails after mlflow.db took the backup's pages and the artifacts were swapped."""
+    tracking = worker(served)
+    late = finished_run(tracking)
+    (served / "mlruns" / "1" / late / "artifacts").mkdir(parents=True)
+    (served / "mlruns" / "1" / late / "artifacts" / "late.txt").write_text("after the backup\n")
+    entries = sorted(os.listdir(served / "mlruns" / "1"))
+    pages, written = _live._pages, []
+
+    def fail_on_users(source, dest):
+        if source.startswith(backup) and dest.endswith("basic_auth.db"):
+            raise sqlite3.OperationalError("disk I/O error")
+        pages(source, dest)
+        if source.startswith(backup):
+            written.append(os.path.basename(dest))
+
+    monkeypatch.setattr(_live, "_pages", fail_on_users)
+    with pytest.raises(_store_read.StoreError, match=r"disk I/O error.*what was there before was put back"):
+        _live.restore_live(str(served), backup, now=_now(60))
+    # The failure came after mlflow.db had taken the backup's pages (which lack the late run); they were put back.
+    assert written == ["mlflow.db"]
+    assert late in {run.info.run_id for run in tracking.search_runs(["1"], "", 3)}
+    assert sorted(os.listdir(served / "mlruns" / "1")) == entries
+    assert (served / "mlruns" / "1" / late / "artifacts" / "late.txt").read_text() == "after the backup\n"
+    assert _store_read.store_info(str(served))["db"]["counts"]["runs"] == 4
+    assert not [name for name in os.listdir(served) if "restore" in name]
+    tracking.engine.dispose()
 
 
 def test_the_module_checks_then_restores_into_the_running_store(served, backup, capsys):
