@@ -16,12 +16,16 @@ playbooks gather no facts):
   upgrade  playbooks/site.yml with mlflow_server_image mlops/mlflow:3.17.2: stop, pre-upgrade
            backup, mlflow db upgrade, start, wait for health;
   backup   playbooks/backup.yml while MLflow serves; size from the manifest and du;
-  restore  playbooks/restore.yml of that backup: check the manifest, every checksum, integrity and
-           schema; stop MLflow; move the store's data aside; stage and swap the backup in; start
+  restore  playbooks/restore.yml of that backup, into the running MLflow (the default when it
+           holds: a SQLite backup at the live schema, nothing of MLflow's outliving it): check the
+           manifest, every checksum, integrity and schema; keep the live databases' copies; swap
+           mlruns/'s entries; write the backup's pages into the live databases; compare the counts;
+  stopped  the same restore with mlflow_server_restore_live=false, the way every restore took
+           before: stop MLflow; move the store's data aside; stage and swap the backup in; start
            MLflow; wait for health; compare the counts with the manifest.
 
-backup and restore alternate --repeat times on the same store (backup, restore of that backup,
-backup, ...): medians and minima, and the ratio restore / backup per pair. The per-task seconds
+backup, restore and stopped alternate --repeat times on the same store (backup, both restores of
+that backup, backup, ...): medians and minima, and the ratios to the backup per pair. The per-task seconds
 of every run (ansible.posix.json callback) show where the time goes. --profile then times, on the
 target with its own python3 and the collection's store module_utils (plugins/module_utils/_*.py), the file
 work of a backup (create_backup) and of a restore (verify_backup, swap_in, store_info) against
@@ -131,8 +135,8 @@ print(json.dumps(out))
 """
 
 
-def run_playbook(target, name, extra, rows):
-    """One timed ansible-playbook of playbooks/<name>; its per-task rows go to rows[name]."""
+def run_playbook(target, name, extra, rows, label=None):
+    """One timed ansible-playbook of playbooks/<name>; its per-task rows go to rows[label or name]."""
     run = target.playbook(REPO / "playbooks" / name, extra_vars=extra)
     if run["rc"] != 0 or run["json"] is None:
         raise SystemExit(f"{name} failed:\n{run['stdout'][-4000:]}\n{run['stderr'][-2000:]}")
@@ -142,7 +146,7 @@ def run_playbook(target, name, extra, rows):
         if not row["skipped"]:
             per_task[row["task"]] += row["seconds"]
             actions[row["task"]] = row["action"]
-    rows.setdefault(name, []).append({"seconds": run["seconds"], "tasks": dict(per_task), "actions": actions})
+    rows.setdefault(label or name, []).append({"seconds": run["seconds"], "tasks": dict(per_task), "actions": actions})
     return run["seconds"]
 
 
@@ -180,7 +184,7 @@ def main():
     args = parser.parse_args()
 
     target = Target(args.name)
-    figures = {"backup_s": [], "restore_s": []}
+    figures = {"backup_s": [], "restore_s": [], "stopped_s": []}
     rows = {}
     try:
         target.start()  # Docker, and the 3.17.2 image: the upgrade's copy of an image is not timed
@@ -210,13 +214,22 @@ def main():
         for pair in range(args.repeat):
             backup_s = run_playbook(target, "backup.yml", new, rows)
             name, manifest = newest_backup(target)
-            restore_s = run_playbook(target, "restore.yml", {**new, "mlflow_server_restore_from": name}, rows)
+            restore = {**new, "mlflow_server_restore_from": name}
+            started_at = target.exec("docker inspect -f '{{.State.StartedAt}}' mlflow-server").stdout
+            restore_s = run_playbook(target, "restore.yml", restore, rows)
+            if target.exec("docker inspect -f '{{.State.StartedAt}}' mlflow-server").stdout != started_at:
+                raise SystemExit("the restore restarted MLflow: it did not go into the running MLflow")
+            stopped_s = run_playbook(
+                target, "restore.yml", {**restore, "mlflow_server_restore_live": False}, rows, "restore.yml, stopped"
+            )
             figures["backup_s"].append(backup_s)
             figures["restore_s"].append(restore_s)
+            figures["stopped_s"].append(stopped_s)
             log(
-                f"pair {pair + 1}: backup {backup_s:.1f} s, restore {restore_s:.1f} s, ratio {restore_s / backup_s:.2f}"
+                f"pair {pair + 1}: backup {backup_s:.1f} s, restore {restore_s:.1f} s ({restore_s / backup_s:.2f}x), "
+                f"stopped {stopped_s:.1f} s ({stopped_s / backup_s:.2f}x)"
             )
-            # What the restore moved aside, so the store does not grow by a copy per pair.
+            # What the restores moved aside, so the store does not grow by a copy per pair.
             target.exec("rm -rf /opt/mlflow/kept-before-restore-*")
         figures["backup_bytes"] = manifest["bytes"]
         figures["backup_du_bytes"] = int(target.exec(f"du -sb /var/backups/mlflow/{name}").stdout.split()[0])
@@ -247,21 +260,31 @@ def report(args, figures, rows):
         f"artifacts (mlflow.db {figures['db_bytes'] / 2**20:.0f} MiB, "
         f"backup {figures['backup_bytes'] / 2**20:.0f} MiB)\n"
     )
-    ratios = [r / b for b, r in zip(figures["backup_s"], figures["restore_s"], strict=True)]
+
+    def ratio(key):
+        paired = [r / b for b, r in zip(figures["backup_s"], figures[key], strict=True)]
+        return (
+            f"{statistics.median(figures[key]) / statistics.median(figures['backup_s']):.2f} (paired {fmt(paired, 2)})"
+        )
+
     table = [
         ["fill through the API (not a playbook)", f"{figures['fill_s']:.1f}", "-"],
         [f"upgrade {OLD} -> {NEW} (playbooks/site.yml)", f"{figures['upgrade_s']:.1f}", "-"],
         ["backup (playbooks/backup.yml, MLflow serving)", fmt(figures["backup_s"]), "1.00"],
         [
-            "restore (playbooks/restore.yml of that backup)",
+            "restore (playbooks/restore.yml of that backup, into the running MLflow)",
             fmt(figures["restore_s"]),
-            f"{statistics.median(figures['restore_s']) / statistics.median(figures['backup_s']):.2f}"
-            f" (paired {fmt(ratios, 2)})",
+            ratio("restore_s"),
+        ],
+        [
+            "restore, stopped (the same, mlflow_server_restore_live=false)",
+            fmt(figures["stopped_s"]),
+            ratio("stopped_s"),
         ],
     ]
     print(md_table(["what", f"seconds, median (min..max) of {args.repeat}", "ratio to backup"], table))
     print(f"\nCounts in the manifest: {figures['counts']}")
-    for name in ("backup.yml", "restore.yml"):
+    for name in ("backup.yml", "restore.yml", "restore.yml, stopped"):
         print(f"\n## Where the time goes: {name}, task seconds, median (min..max) of {len(rows[name])}\n")
         print(md_table(["task", "action", "seconds", "share of run"], slowest(rows[name])))
     if "profile" in figures:
