@@ -36,6 +36,8 @@ from ansible_collections.mlops.mlflow.plugins.module_utils._store_read import (
     DB_DIR,
     StoreError,
     auth_facts,
+    count_files,
+    database_info,
     integrity,
     open_ro,
     tracking_facts,
@@ -62,9 +64,10 @@ def _revision(path, name):
 
 
 def _running(path):
+    """The runs in flight: run id -> start time."""
     conn = open_ro(path)
     try:
-        return {row[0] for row in conn.execute("SELECT run_uuid FROM runs WHERE status = 'RUNNING'")}
+        return dict(conn.execute("SELECT run_uuid, start_time FROM runs WHERE status = 'RUNNING'"))
     finally:
         conn.close()
 
@@ -146,7 +149,12 @@ def live_problems(store_dir, backup_path, allow_running=False, artifacts_local=T
         return problems
     live_db, backup_db = os.path.join(store_dir, DB_DIR, DB), os.path.join(backup_path, DB)
     try:
-        in_flight = [] if allow_running else sorted(_running(live_db) - _running(backup_db))
+        if allow_running:
+            in_flight = []
+        else:
+            live_runs, backup_runs = _running(live_db), _running(backup_db)
+            # Newest first: the runs somebody just started are the ones they will look for.
+            in_flight = sorted(set(live_runs) - set(backup_runs), key=lambda run: (-(live_runs[run] or 0), run))
         gateway_differs = _gateway_rows(live_db) != _gateway_rows(backup_db)
         jobs = _unfinished_jobs(backup_db)
     except sqlite3.Error as error:
@@ -177,7 +185,9 @@ def _pages(source, dest):
 
 
 def restore_live(store_dir, backup_path, artifacts_mode=0o777, now=None, artifacts_local=True):
-    """Restore a backup into the live store; return {kept, moved_aside, restored} as _swap.swap_in does.
+    """Restore a backup into the live store; return {kept, moved_aside, restored} as _swap.swap_in does,
+    and counts: what it wrote, in a backup manifest's shape (the store's own counts move on with MLflow's
+    writes as soon as the databases are written).
 
     Order: keep copies of the live databases; stage the backup's artifacts in the store (same file system);
     move the live artifacts' entries aside and the staged ones in; write the backup's pages into the live
@@ -189,7 +199,10 @@ def restore_live(store_dir, backup_path, artifacts_mode=0o777, now=None, artifac
     staging = os.path.join(store_dir, f".restore-staging-{stamp}")
     databases = [name for name in DATABASES if os.path.isfile(os.path.join(backup_path, name))]
     live_artifacts = os.path.join(store_dir, ARTIFACTS)
-    moved, staged, written = [], [], []
+    moved, staged, written, artifacts = [], [], [], 0
+    written_db = database_info(os.path.join(backup_path, DB))
+    if written_db["error"]:
+        raise StoreError(f"{backup_path}: {written_db['error']}; nothing was changed")
     try:
         os.mkdir(kept, 0o700)
         os.mkdir(os.path.join(kept, DB_DIR), 0o700)
@@ -197,6 +210,7 @@ def restore_live(store_dir, backup_path, artifacts_mode=0o777, now=None, artifac
             _pages(os.path.join(store_dir, DB_DIR, name), os.path.join(kept, DB_DIR, name))
         if artifacts_local:
             copy_tree(os.path.join(backup_path, ARTIFACTS), staging)
+            artifacts = count_files(staging)
             os.mkdir(os.path.join(kept, ARTIFACTS), 0o700)
             for entry in sorted(os.listdir(live_artifacts)):
                 os.rename(os.path.join(live_artifacts, entry), os.path.join(kept, ARTIFACTS, entry))
@@ -219,6 +233,7 @@ def restore_live(store_dir, backup_path, artifacts_mode=0o777, now=None, artifac
         "kept": kept,
         "moved_aside": [DB_DIR, ARTIFACTS] if artifacts_local else [DB_DIR],
         "restored": databases,
+        "counts": {**written_db["counts"], "artifacts": artifacts},
         "live": True,
     }
 

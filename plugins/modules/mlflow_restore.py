@@ -187,8 +187,11 @@ problems:
     - "holds a symbolic link mlruns/1/r1/artifacts/x (to ../../../../secrets): a backup holds only files and folders;
       remove it"
 counts:
-  description: The counts in the backup's manifest.
-  returned: state is checked
+  description:
+    - With O(state=checked), the counts in the backup's manifest.
+    - With O(state=live), the counts of what it wrote, in the same shape. MLflow keeps taking writes once the
+      databases are written, so the store's own counts may have moved on by the time anyone reads them.
+  returned: state is checked or live
   type: dict
 schema_revision:
   description: The backup's tracking schema revision.

@@ -10,6 +10,7 @@ Molecule scenario's; here, MLflow's own SqlAlchemyStore, opened before the resto
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import time
@@ -53,6 +54,9 @@ def test_a_live_restore_keeps_the_files_and_an_open_store_sees_the_backup(served
     assert late not in {run.info.run_id for run in tracking.search_runs(["1"], "", 3)}
     assert not (served / "mlruns" / "1" / late).exists()
     assert _store_read.store_info(str(served))["db"]["counts"]["runs"] == 3
+    # What it wrote, in the manifest's shape.
+    with open(os.path.join(backup, "manifest.json"), encoding="utf-8") as handle:
+        assert result["counts"] == json.load(handle)["counts"]
     # Kept as swap_in keeps it, so the one way back undoes it.
     kept = result["kept"]
     assert _store_read.database_info(os.path.join(kept, "db", "mlflow.db"))["counts"]["runs"] == 4
@@ -70,6 +74,15 @@ def test_a_run_in_flight_that_the_backup_lacks_refuses_unless_allowed(served, ba
     [problem] = _live.live_problems(str(served), backup)
     assert problem == f"1 run(s) in flight are not in the backup ({in_flight})"
     assert _live.live_problems(str(served), backup, allow_running=True) == []
+
+
+def test_the_runs_in_flight_are_named_newest_first(served, backup):
+    tracking = worker(served)
+    now = int(time.time() * 1000)
+    started = [tracking.create_run("1", "bob", now + step, [], f"r{step}").info.run_id for step in range(7)]
+    tracking.engine.dispose()
+    [problem] = _live.live_problems(str(served), backup)
+    assert problem == f"7 run(s) in flight are not in the backup ({', '.join(started[::-1][:5])}, ...)"
 
 
 def test_control_a_finished_run_after_the_backup_is_no_reason(served, backup):
