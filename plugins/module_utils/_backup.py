@@ -139,18 +139,24 @@ def copy_tree(source, dest, skipped=None, dir_fd=None, shown=None):
         os.close(fd)
 
 
-def _snapshot(source, dest):
-    """SQLite's online backup (consistent while MLflow writes), then integrity_check of the copy."""
+def copy_pages(source, dest):
+    """SQLite's online backup API: source's pages into dest, which keeps its file (and inode), under
+    dest's write lock, consistent while MLflow writes to either; then integrity_check of dest."""
+    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=60)
+    dst = sqlite3.connect(dest, timeout=60)
     try:
-        src = sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=60)
-        dst = sqlite3.connect(dest)
-        try:
-            with dst:
-                src.backup(dst)
-            found = integrity(dst)
-        finally:
-            src.close()
-            dst.close()
+        with dst:
+            src.backup(dst)
+        return integrity(dst)
+    finally:
+        src.close()
+        dst.close()
+
+
+def _snapshot(source, dest):
+    """A consistent copy of a live database, checked."""
+    try:
+        found = copy_pages(source, dest)
     except sqlite3.Error as error:
         raise StoreError(
             f"{source} cannot be copied: {error}. The live database is damaged; restore a backup "

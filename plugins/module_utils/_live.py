@@ -27,7 +27,7 @@ import os
 import shutil
 import sqlite3
 
-from ansible_collections.mlops.mlflow.plugins.module_utils._backup import copy_tree
+from ansible_collections.mlops.mlflow.plugins.module_utils._backup import copy_pages, copy_tree
 from ansible_collections.mlops.mlflow.plugins.module_utils._store_read import (
     ARTIFACTS,
     AUTH_DB,
@@ -170,16 +170,8 @@ def live_problems(store_dir, backup_path, allow_running=False, artifacts_local=T
 
 
 def _pages(source, dest):
-    """Copy a database's pages into dest through SQLite's backup API (dest keeps its file and inode)."""
-    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=60)
-    dst = sqlite3.connect(dest, timeout=60)
-    try:
-        with dst:
-            src.backup(dst)
-        found = integrity(dst)
-    finally:
-        src.close()
-        dst.close()
+    """Copy a database's pages into dest (which keeps its file and inode), checked."""
+    found = copy_pages(source, dest)
     if found != ["ok"]:
         raise StoreError(f"integrity_check of {dest} failed after the restore: {found[:3]}")
 
