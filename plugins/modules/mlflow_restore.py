@@ -207,7 +207,7 @@ backend:
   sample: sqlite
   version_added: 0.4.0
 live:
-  description: With O(state=live), V(true): the backup went into the running MLflow.
+  description: "With O(state=live), V(true): the backup went into the running MLflow."
   returned: state is live
   type: bool
   version_added: 0.6.0
