@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+from contextlib import closing
 
 from ansible_collections.mlops.mlflow.plugins.module_utils._backup import copy_pages, copy_tree
 from ansible_collections.mlops.mlflow.plugins.module_utils._store_read import (
@@ -56,20 +57,14 @@ UNFINISHED_JOBS = (0, 1, 6)
 
 
 def _revision(path, name):
-    conn = open_ro(path)
-    try:
+    with closing(open_ro(path)) as conn:
         return (auth_facts(conn) if name == AUTH_DB else tracking_facts(conn))[0]
-    finally:
-        conn.close()
 
 
 def _running(path):
     """The runs in flight: run id -> start time."""
-    conn = open_ro(path)
-    try:
+    with closing(open_ro(path)) as conn:
         return dict(conn.execute("SELECT run_uuid, start_time FROM runs WHERE status = 'RUNNING'"))
-    finally:
-        conn.close()
 
 
 def _tables(conn):
@@ -78,37 +73,28 @@ def _tables(conn):
 
 def _gateway_rows(path):
     """The AI Gateway's rows, table by table, in a comparable form."""
-    conn = open_ro(path)
-    try:
+    with closing(open_ro(path)) as conn:
         present = _tables(conn)
         return {
             table: sorted(map(repr, conn.execute(f"SELECT * FROM {table}")))  # noqa: S608 (fixed table names)
             for table in GATEWAY_TABLES
             if table in present
         }
-    finally:
-        conn.close()
 
 
 def _unfinished_jobs(path):
-    conn = open_ro(path)
-    try:
+    with closing(open_ro(path)) as conn:
         if "jobs" not in _tables(conn):
             return 0
         return conn.execute("SELECT count(*) FROM jobs WHERE status IN (?, ?, ?)", UNFINISHED_JOBS).fetchone()[0]
-    finally:
-        conn.close()
 
 
 def _live_db_problems(live, backed, name):
     """Why the live database cannot take the backup's pages: damaged, in WAL mode, or at another revision."""
     try:
-        conn = open_ro(live)
-        try:
+        with closing(open_ro(live)) as conn:
             found = integrity(conn)
             journal = conn.execute("PRAGMA journal_mode").fetchone()[0]
-        finally:
-            conn.close()
         if found != ["ok"]:
             return [f"the live {name} fails integrity_check ({'; '.join(found[:3])})"]
         if journal.lower() == "wal":

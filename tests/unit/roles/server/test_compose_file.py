@@ -8,18 +8,13 @@ choice of backend, artifact store and mode (render.yml): what Compose reads, and
 reads back from it (the store read's compose_services and compose_image, which parse it line by
 line to decide, before an upgrade, whether the managed PostgreSQL can be read)."""
 
-import json
-import shutil
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
 from ansible_collections.mlops.mlflow.plugins.module_utils._store_read import compose_image, compose_services
+from ansible_collections.mlops.mlflow.tests.unit.roles.server.role_play import play
 
-ROOT = Path(__file__).resolve().parents[4]
-ROLE = ROOT / "roles" / "server"
 EXTERNAL = {
     "case_db_uri": "postgresql://mlflow:pw@db.example:5432/mlflow",
     "case_s3_endpoint_url": "http://s3.example:9000",
@@ -52,27 +47,8 @@ SERVICES = {
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory):
     out = tmp_path_factory.mktemp("compose")
-    inventory = out / "inventory.json"
-    hosts = {
-        name: {"ansible_connection": "local", "ansible_python_interpreter": sys.executable, **case}
-        for name, case in CASES.items()
-    }
-    inventory.write_text(json.dumps({"all": {"hosts": hosts}}))
-    playbook = shutil.which("ansible-playbook") or str(Path(sys.executable).with_name("ansible-playbook"))
-    result = subprocess.run(
-        [
-            playbook,
-            "-i",
-            str(inventory),
-            str(Path(__file__).with_name("render.yml")),
-            "-e",
-            json.dumps({"role_dir": str(ROLE), "out_dir": str(out)}),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    hosts = {name: {"ansible_python_interpreter": sys.executable, **case} for name, case in CASES.items()}
+    play("render.yml", hosts, out)
     return {name: out / f"{name}.yml" for name in CASES}
 
 

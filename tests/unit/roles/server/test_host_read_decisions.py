@@ -11,14 +11,10 @@ starts MLflow after). The host read keys each secret file's SHA-1 with the run's
 
 import hashlib
 import json
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from ansible_collections.mlops.mlflow.tests.unit.roles.server.role_play import play
 
-ROLE = Path(__file__).resolve().parents[4] / "roles" / "server"
 SECRETS = "/opt/mlflow/secrets"
 KEY = "digest-key-of-this-run"
 DEFAULT_KEK = "mlflow-default-kek-passphrase-for-development-only"
@@ -69,24 +65,7 @@ CASES = {
 @pytest.fixture(scope="module")
 def decided(tmp_path_factory):
     out = tmp_path_factory.mktemp("decide")
-    hosts = {f"case{i}": {"ansible_connection": "local", **case} for i, (case, _want) in enumerate(CASES.values())}
-    inventory = out / "inventory.json"
-    inventory.write_text(json.dumps({"all": {"hosts": hosts}}))
-    playbook = shutil.which("ansible-playbook") or str(Path(sys.executable).with_name("ansible-playbook"))
-    result = subprocess.run(
-        [
-            playbook,
-            "-i",
-            str(inventory),
-            str(Path(__file__).with_name("decide.yml")),
-            "-e",
-            json.dumps({"role_dir": str(ROLE), "out_dir": str(out)}),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    play("decide.yml", {f"case{i}": case for i, (case, _want) in enumerate(CASES.values())}, out)
     return {name: json.loads((out / f"case{i}.json").read_text()) for i, name in enumerate(CASES)}
 
 
