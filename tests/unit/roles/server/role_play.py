@@ -4,7 +4,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 
 """Run one of this folder's playbooks over pretend hosts on the local connection: the role's own
-templates and vars, evaluated by Ansible itself, with each host's variables as a case."""
+templates, files and vars, evaluated by Ansible itself, with each host's variables as a case."""
 
 from __future__ import annotations
 
@@ -23,13 +23,18 @@ def play(playbook, hosts, out):
     inventory.write_text(
         json.dumps({"all": {"hosts": {name: {"ansible_connection": "local", **case} for name, case in hosts.items()}}})
     )
+    # Run from out, beside the role's templates/ and files/, where the role's lookups find them.
+    shutil.copy(Path(__file__).with_name(playbook), out / playbook)
+    for folder in ("templates", "files"):
+        if not (out / folder).exists():
+            (out / folder).symlink_to(ROLE / folder)
     command = shutil.which("ansible-playbook") or str(Path(sys.executable).with_name("ansible-playbook"))
     result = subprocess.run(
         [
             command,
             "-i",
             str(inventory),
-            str(Path(__file__).with_name(playbook)),
+            str(out / playbook),
             "-e",
             json.dumps({"role_dir": str(ROLE), "out_dir": str(out)}),
         ],

@@ -7,7 +7,9 @@
 Ansible's own templating (decide.yml) for pretend host reads: whether the admin's password is
 due for rotation (the health wait and admin.yml read the record then), and whether the stored
 keys are due to move to a new passphrase (keys.yml stages it, rekey.yml moves them, start.yml
-starts MLflow after). The host read keys each secret file's SHA-1 with the run's digest key."""
+starts MLflow after); and which steps have work (gates.yml): the deploy includes the guard's,
+gc's, the metrics' and the admin record's files only then. The host read keys each secret file's
+SHA-1 with the run's digest key."""
 
 import hashlib
 import json
@@ -73,3 +75,93 @@ def decided(tmp_path_factory):
 def test_the_role_decides_from_the_host_read(decided, case):
     admin, rekey = CASES[case][1]
     assert decided[case] == {"admin_rotation_due": admin, "rekey_due": rekey}
+
+
+# Which step files the deploy includes (tasks/main.yml's guard, upkeep.yml's gc, metrics and admin
+# record), for pretend host reads of a host the role converged with the case's settings, and of each
+# way it can differ from that. A converged host includes none; each difference includes its step.
+UNIT = "/etc/systemd/system/"
+GUARD = [f"{UNIT}mlflow-loopback-guard.service", f"{UNIT}mlflow-loopback-guard-check.service"]
+GUARD += [f"{UNIT}mlflow-loopback-guard-check.timer"]
+GC = [f"{UNIT}mlflow-gc.service", f"{UNIT}mlflow-gc.timer"]
+METRICS = [f"{UNIT}mlflow-metrics.service", f"{UNIT}mlflow-metrics.timer", "/usr/local/lib/mlflow-metrics.py"]
+METRICS += ["/usr/local/lib/mlflow-status.py", "/var/lib/prometheus/node-exporter"]
+TRACES = ["/usr/local/lib/mlflow-traces.py"]
+ADMIN = [f"{SECRETS}/admin_password"]
+DEFAULT = GUARD + METRICS + ADMIN
+GC_ON = {"gc_schedule": "daily"}
+
+GATE_CASES = {
+    # name: (settings, present, drift, the steps that have work)
+    "converged with the defaults": ({}, DEFAULT, {}, set()),
+    "converged with gc and trace retention": (
+        {**GC_ON, "trace_retention": "30d"},
+        DEFAULT + GC + TRACES,
+        {},
+        set(),
+    ),
+    "converged with the guard and the metrics off": (
+        {"loopback_guard": False, "metrics_textfile_dir": ""},
+        ADMIN,
+        {},
+        set(),
+    ),
+    "the guard's unit changed": ({}, DEFAULT, {"case_stale": [GUARD[0]]}, {"loopback"}),
+    "the guard's check timer changed": ({}, DEFAULT, {"case_stale": [GUARD[2]]}, {"loopback"}),
+    "the guard's check timer is missing": ({}, [p for p in DEFAULT if p != GUARD[2]], {}, {"loopback"}),
+    "the guard is stopped": ({}, DEFAULT, {"case_down": ["mlflow-loopback-guard.service"]}, {"loopback"}),
+    "the guard's check timer is stopped": (
+        {},
+        DEFAULT,
+        {"case_down": ["mlflow-loopback-guard-check.timer"]},
+        {"loopback"},
+    ),
+    "a guard rule was flushed": ({}, DEFAULT, {"case_rules": False}, {"loopback"}),
+    "the guard's rules could not be read (no iptables yet)": ({}, DEFAULT, {"case_rules": None}, {"loopback"}),
+    "the guard was turned off": ({"loopback_guard": False}, DEFAULT, {}, {"loopback"}),
+    "gc was turned on": (GC_ON, DEFAULT, {}, {"gc"}),
+    "the gc timer changed": (GC_ON, DEFAULT + GC, {"case_stale": [GC[1]]}, {"gc"}),
+    "the gc timer is stopped": (GC_ON, DEFAULT + GC, {"case_down": ["mlflow-gc.timer"]}, {"gc"}),
+    "gc was turned off": ({}, DEFAULT + GC, {}, {"gc"}),
+    "trace retention was turned on": ({**GC_ON, "trace_retention": "30d"}, DEFAULT + GC, {}, {"gc"}),
+    "the trace retention script changed": (
+        {**GC_ON, "trace_retention": "30d"},
+        DEFAULT + GC + TRACES,
+        {"case_stale": TRACES},
+        {"gc"},
+    ),
+    "trace retention was turned off": (GC_ON, DEFAULT + GC + TRACES, {}, {"gc"}),
+    "the metrics collector changed": ({}, DEFAULT, {"case_stale": [METRICS[2]]}, {"metrics"}),
+    "the status script changed": ({}, DEFAULT, {"case_stale": [METRICS[3]]}, {"metrics"}),
+    "the metrics service changed": ({}, DEFAULT, {"case_stale": [METRICS[0]]}, {"metrics"}),
+    "the metrics timer is stopped": ({}, DEFAULT, {"case_down": ["mlflow-metrics.timer"]}, {"metrics"}),
+    "the textfile folder is missing": ({}, [p for p in DEFAULT if p != METRICS[4]], {}, {"metrics"}),
+    "the metrics were turned off": ({"metrics_textfile_dir": ""}, DEFAULT, {}, {"metrics"}),
+    "the admin record differs": ({}, DEFAULT, {"case_stale": ADMIN}, {"admin"}),
+    "the admin record is readable by others": ({}, DEFAULT, {"case_mode": {ADMIN[0]: "0644"}}, {"admin"}),
+    "there is no admin record yet": ({}, GUARD + METRICS, {}, {"admin"}),
+}
+
+
+@pytest.fixture(scope="module")
+def gated(tmp_path_factory):
+    out = tmp_path_factory.mktemp("gates")
+    hosts = {}
+    for i, (settings, present, drift, _want) in enumerate(GATE_CASES.values()):
+        hosts[f"case{i}"] = {
+            "case_settings": settings,
+            "case_present": present,
+            "case_stale": [],
+            "case_mode": {},
+            "case_down": [],
+            **drift,
+        }
+    play("gates.yml", hosts, out)
+    decided = json.loads((out / "gates.json").read_text())
+    return {name: decided[f"case{i}"] for i, name in enumerate(GATE_CASES)}
+
+
+@pytest.mark.parametrize("case", GATE_CASES)
+def test_a_step_is_included_only_when_the_host_read_found_work_for_it(gated, case):
+    assert {step for step, work in gated[case].items() if work is True} == GATE_CASES[case][3]
+    assert all(isinstance(work, bool) for work in gated[case].values()), gated[case]
