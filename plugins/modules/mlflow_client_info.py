@@ -13,7 +13,7 @@ version_added: 0.6.0
 description:
   - Runs on a member's PC, as the member, and changes nothing. It reports the type, mode, owner, group
     and SHA-1 of O(files), and whether each file of O(blocks) holds exactly that block between its
-    markers, as M(ansible.builtin.blockinfile) would leave it.
+    markers, as C(ansible.builtin.blockinfile) would leave it.
   - The client role reads the PC with it once, then skips every step that is already right, so a run
     for a member whose set-up has not changed costs one module run instead of one per file.
   - A link is reported as a link and not followed, and what cannot be read is reported as missing (or
@@ -30,7 +30,7 @@ options:
     elements: path
     default: []
   blocks:
-    description: Blocks to look for, each in a file, as M(ansible.builtin.blockinfile) writes them.
+    description: Blocks to look for, each in a file, as C(ansible.builtin.blockinfile) writes them.
     type: list
     elements: dict
     default: []
@@ -48,7 +48,9 @@ options:
         type: str
         required: true
 seealso:
-  - module: ansible.builtin.blockinfile
+  - name: ansible.builtin.blockinfile
+    description: What the client role writes the Host block with.
+    link: https://docs.ansible.com/ansible/latest/collections/ansible/builtin/blockinfile_module.html
 """
 
 EXAMPLES = r"""
@@ -73,7 +75,7 @@ files:
 blocks:
   description:
     - Per entry of O(blocks), in order, whether its file is a regular file that holds exactly that block
-      between its markers, so that M(ansible.builtin.blockinfile) would change nothing in it.
+      between its markers, so that C(ansible.builtin.blockinfile) would change nothing in it.
   returned: always
   type: list
   elements: bool

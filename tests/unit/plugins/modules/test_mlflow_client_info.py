@@ -10,13 +10,23 @@ blockinfile, in check mode with the same marker and block, would change nothing.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import pwd
+import sysconfig
+from pathlib import Path
 
 import pytest
-from ansible.modules import blockinfile
 from ansible_collections.mlops.mlflow.plugins.modules import mlflow_client_info
 from ansible_collections.mlops.mlflow.tests.unit.plugins.modules.store_modules import run
+
+# Ansible's own blockinfile, loaded from where ansible-core is installed: ansible-test's module unit
+# tests can import only module_utils from the ansible package.
+_SPEC = importlib.util.spec_from_file_location(
+    "blockinfile", Path(sysconfig.get_paths()["purelib"]) / "ansible" / "modules" / "blockinfile.py"
+)
+blockinfile = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(blockinfile)
 
 MARKER = "# {mark} mlops.mlflow.client Host mlflowserver"
 BLOCK = "Host mlflowserver\n  HostName 192.0.2.10\n  LocalForward 127.0.0.1:5000 127.0.0.1:500"
