@@ -147,19 +147,21 @@ def unprivileged_port_start(path="/proc/sys/net/ipv4/ip_unprivileged_port_start"
         return None
 
 
-def file_facts(paths, secret_paths=(), digest_key=None):
+def file_facts(paths, secret_paths=(), digest_key=None, stat_paths=()):
     """Mode, owner and SHA-1 per path. For secret_paths the SHA-1 covers digest_key, then the
     content: a caller that knows the key can compare it with what it expects, and the digest,
-    which Ansible shows with -v, cannot be checked against guesses of the secret."""
+    which Ansible shows with -v, cannot be checked against guesses of the secret. stat_paths get
+    no SHA-1: their content is never read (the databases, which may be large)."""
     found = {}
-    for path in list(paths) + [path for path in secret_paths if path not in paths]:
+    listed = list(paths) + [path for path in secret_paths if path not in paths]
+    for path in listed + [path for path in stat_paths if path not in listed]:
         try:
             stat = os.stat(path)
         except OSError:
             found[path] = {"exists": False, "mode": None, "owner": None, "sha1": None}
             continue
         digest = None
-        if os.path.isfile(path):
+        if os.path.isfile(path) and path in listed:
             sha = hashlib.sha1()  # noqa: S324 - compared with Ansible's own checksums, not for security
             if path in secret_paths:
                 sha.update(digest_key.encode())
@@ -192,6 +194,11 @@ def read_host(params, run, which):
         "network": network(params.get("network"), run, which),
         "iptables_rules": iptables_rules(params.get("iptables_rules") or [], run, which),
         "unprivileged_port_start": unprivileged_port_start(),
-        "files": file_facts(params.get("files") or [], params.get("secret_files") or [], params.get("digest_key")),
+        "files": file_facts(
+            params.get("files") or [],
+            params.get("secret_files") or [],
+            params.get("digest_key"),
+            params.get("stat_files") or [],
+        ),
         "store": store_info(params["store_dir"]),
     }

@@ -59,6 +59,14 @@ options:
     type: list
     elements: path
     default: []
+  stat_files:
+    description:
+      - Files to read the mode and owner of, reported with O(files), without reading their content (their
+        C(sha1) is V(null)): the databases, which may be large, and which the role never compares.
+    type: list
+    elements: path
+    default: []
+    version_added: 0.6.0
   secret_files:
     description:
       - Files that hold secrets, read like O(files) and reported with them. Their C(sha1) is the SHA-1 of
@@ -154,6 +162,7 @@ files:
   description:
     - Per file, C(exists), C(mode), C(owner) and C(sha1).
     - For O(secret_files), C(sha1) covers O(digest_key) first, then the content.
+    - For O(stat_files), C(sha1) is V(null).
   returned: always
   type: dict
 store:
@@ -178,6 +187,7 @@ def main():
             network=dict(type="str"),
             iptables_rules=dict(type="list", elements="str", default=[]),
             files=dict(type="list", elements="path", default=[]),
+            stat_files=dict(type="list", elements="path", default=[]),
             secret_files=dict(type="list", elements="path", default=[], no_log=False),
             digest_key=dict(type="str", no_log=True),
         ),
