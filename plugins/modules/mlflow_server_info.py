@@ -61,8 +61,8 @@ options:
     default: []
   stat_files:
     description:
-      - Files to read the mode and owner of, reported with O(files), without reading their content (their
-        C(sha1) is V(null)): the databases, which may be large, and which the role never compares.
+      - Files to read the mode and owner of, reported with O(files), without reading their content, so their
+        C(sha1) is V(null). For the databases, which may be large, and whose content the role never compares.
     type: list
     elements: path
     default: []
