@@ -79,8 +79,8 @@ def test_the_role_decides_from_the_host_read(decided):
     assert wrong == {}, "case: (decided, expected)"
 
 
-# Which step files the deploy includes (tasks/main.yml's guard, upkeep.yml's gc, metrics and admin
-# record), for pretend host reads of a host the role converged with the case's settings, and of each
+# Which step files the deploy includes (tasks/main.yml's guard and upgrade, upkeep.yml's gc, metrics
+# and admin record), for pretend host reads of a host the role converged with the case's settings, and of each
 # way it can differ from that. A converged host includes none; each difference includes its step.
 UNIT = "/etc/systemd/system/"
 GUARD = [f"{UNIT}mlflow-loopback-guard.service", f"{UNIT}mlflow-loopback-guard-check.service"]
@@ -92,6 +92,9 @@ TRACES = ["/usr/local/lib/mlflow-traces.py"]
 ADMIN = [f"{SECRETS}/admin_password"]
 DEFAULT = GUARD + METRICS + ADMIN
 GC_ON = {"gc_schedule": "daily"}
+BEHIND = {"db": {"schema_revision": "older"}}
+AUTH_BEHIND = {"auth_db": {"schema_revision": "older"}}
+DAMAGED = {"error": "file is not a database"}
 
 GATE_CASES = {
     # name: (settings, present, drift, the steps that have work)
@@ -142,6 +145,19 @@ GATE_CASES = {
     "the admin record differs": ({}, DEFAULT, {"case_stale": ADMIN}, {"admin"}),
     "the admin record is readable by others": ({}, DEFAULT, {"case_mode": {ADMIN[0]: "0644"}}, {"admin"}),
     "there is no admin record yet": ({}, GUARD + METRICS, {}, {"admin"}),
+    "a new store, no schema yet": (
+        {},
+        DEFAULT,
+        {"case_store": {"db": {"schema_revision": None}, "auth_db": {"schema_revision": None}}},
+        set(),
+    ),
+    "the tracking schema is behind the image": ({}, DEFAULT, {"case_store": BEHIND}, {"upgrade"}),
+    "the auth schema is behind the image": ({}, DEFAULT, {"case_store": AUTH_BEHIND}, {"upgrade"}),
+    "mlflow.db cannot be read": ({}, DEFAULT, {"case_store": {"db": DAMAGED}}, {"upgrade"}),
+    "basic_auth.db cannot be read": ({}, DEFAULT, {"case_store": {"auth_db": DAMAGED}}, {"upgrade"}),
+    "PostgreSQL's data beside SQLite": ({}, DEFAULT, {"case_store": {"database_data": True}}, {"upgrade"}),
+    "the backend is PostgreSQL": ({"postgresql": True}, DEFAULT, {}, {"upgrade"}),
+    "the image is only planned (check mode)": ({}, DEFAULT, {"case_image_id": None}, {"upgrade"}),
 }
 
 
