@@ -14,7 +14,7 @@ description:
   - Looks up O(image) in the local Docker engine. When the engine has it, returns what the role learned
     about it before, from C(<image id>.v3.json) in O(cache_dir).
   - When nothing was learned about that image id yet and O(probe) is given, runs O(probe) with the image's
-    Python in a one-off container without a network (several seconds), keeps its answer in O(cache_dir)
+    Python in a one-off container without a network (a second or more), keeps its answer in O(cache_dir)
     and returns it. So the container runs once per image id.
   - The answer is what the server role's C(files/mlflow_image_info.py) prints, one line of JSON with the
     MLflow version, the database schema revisions it knows, and the Python packages it has.
