@@ -35,9 +35,12 @@ def revisions(directory):
             continue
         with open(os.path.join(versions, name), encoding="utf-8") as handle:
             values = literal_assignments(ast.parse(handle.read()))
-        if values is None or not isinstance(values.get("revision"), str):
-            return alembic_revisions(directory)
-        if values.get("branch_labels") or values.get("depends_on"):
+        if (
+            values is None
+            or not isinstance(values.get("revision"), str)
+            or values.get("branch_labels")
+            or values.get("depends_on")
+        ):
             return alembic_revisions(directory)
         down = values.get("down_revision")
         graph[values["revision"]] = (down,) if isinstance(down, str) else tuple(down or ())
@@ -61,7 +64,7 @@ def literal_assignments(tree):
         if isinstance(target, ast.Name) and target.id in GRAPH_NAMES:
             try:
                 values[target.id] = ast.literal_eval(value)
-            except ValueError:
+            except (ValueError, TypeError):
                 return None
     return values
 
