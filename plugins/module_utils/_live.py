@@ -179,6 +179,7 @@ def restore_live(store_dir, backup_path, artifacts_mode=0o777, now=None, artifac
     live_artifacts = os.path.join(store_dir, ARTIFACTS)
     moved, staged, written, artifacts = [], [], [], 0
     written_db = database_info(os.path.join(backup_path, DB))
+    written_auth = database_info(os.path.join(backup_path, AUTH_DB), auth=True)
     if written_db["error"]:
         raise StoreError(f"{backup_path}: {written_db['error']}; nothing was changed")
     try:
@@ -212,6 +213,8 @@ def restore_live(store_dir, backup_path, artifacts_mode=0o777, now=None, artifac
         "moved_aside": [DB_DIR, ARTIFACTS] if artifacts_local else [DB_DIR],
         "restored": databases,
         "counts": {**written_db["counts"], "artifacts": artifacts},
+        # The basic-auth database's rows as written (none when the backup has none).
+        "auth_counts": written_auth["counts"] if AUTH_DB in databases else None,
         "live": True,
     }
 

@@ -30,6 +30,7 @@ import re
 import sqlite3
 
 from ansible_collections.mlops.mlflow.plugins.module_utils._backends import DATABASE_HELPERS
+from ansible_collections.mlops.mlflow.plugins.module_utils._tables import AUTH_TABLES, TRACKING_TABLES
 from ansible_collections.mlops.mlflow.plugins.module_utils.mlflow_s3 import S3Error
 
 DB = "mlflow.db"
@@ -47,9 +48,6 @@ DATABASES = (DB, AUTH_DB)
 DB_DIR = "db"
 # Data directories of the managed services, the databases' and S3's (Compose bind mounts).
 SERVICE_DIRS = (*(helper.DATA_DIR for helper in DATABASE_HELPERS.values()), "s3")
-# Tables whose rows a backup counts; names come from here, never from input.
-TRACKING_TABLES = ("experiments", "runs", "metrics", "params", "tags")
-AUTH_TABLES = ("users", "experiment_permissions", "registered_model_permissions")
 
 
 class StoreError(Exception):

@@ -23,9 +23,9 @@ from __future__ import annotations
 import os
 import re
 
+from ansible_collections.mlops.mlflow.plugins.module_utils._tables import AUTH_TABLES, TRACKING_TABLES
+
 DUMP = "mlflow.pgdump"
-TRACKING_TABLES = ("experiments", "runs", "metrics", "params", "tags")
-AUTH_TABLES = ("users", "experiment_permissions", "registered_model_permissions")
 # Inside the one-off container.
 PGPASS_TARGET = "/run/mlflow-pgpass"
 WORK = "/work"

@@ -167,6 +167,7 @@ def test_backup_holds_the_dump_and_every_object_with_one_manifest_format(store_d
         "metrics": 800,
         "params": 0,
         "tags": 0,
+        "workspaces": 0,
         "artifacts": 3,
     }
     manifest = json.loads((tmp_path / "b" / summary["name"] / "manifest.json").read_text())

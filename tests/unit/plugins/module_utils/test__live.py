@@ -242,3 +242,38 @@ def test_a_store_without_mlruns_is_no_live_restore(served, backup):
     os.rename(served / "mlruns", served / "elsewhere")
     assert _live.live_problems(str(served), backup) == ["the live store has no mlruns/ folder"]
     assert _live.live_problems(str(served), backup, artifacts_local=False) == []
+
+
+def test_mlflow_3s_roles_are_counted_by_the_backup_and_by_the_live_restore(served, tmp_path):
+    """MLflow 3's roles, their grants and who holds them, made through its own auth store: a backup
+    counts them as the database holds them, and a restore into the running store reports what it wrote."""
+    from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore as AuthStore
+
+    auth = AuthStore()
+    auth.init_db(f"sqlite:///{served}/db/basic_auth.db")
+    user = auth.create_user("carol", "carol-password-1")
+    for name in ("vision", "speech"):
+        role = auth.create_role(name, "default", f"the {name} group")
+        auth.add_role_permission(role.id, "experiment", "*", "READ")
+        auth.assign_role_to_user(user.id, role.id)
+    auth.engine.dispose()
+    conn = sqlite3.connect(served / "db" / "basic_auth.db")
+    held = {
+        table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+        for table in ("users", "roles", "role_permissions", "user_role_assignments")
+    }
+    conn.close()
+    assert held["roles"] >= 2 and held["role_permissions"] >= 2 and held["user_role_assignments"] >= 2
+
+    summary = _backup.create_backup(str(served), str(tmp_path / "backups"), "manual", "3.17.2")
+    assert {table: summary["auth"]["counts"][table] for table in held} == held
+    assert summary["counts"]["workspaces"] == _store_read.store_info(str(served))["db"]["counts"]["workspaces"]
+
+    # A role lost after the backup: the live restore writes the backup's rows back and says how many.
+    conn = sqlite3.connect(served / "db" / "basic_auth.db")
+    conn.execute("DELETE FROM user_role_assignments")
+    conn.commit()
+    conn.close()
+    result = _live.restore_live(str(served), summary["path"])
+    assert result["auth_counts"] == summary["auth"]["counts"]
+    assert _store_read.store_info(str(served))["auth_db"]["counts"] == summary["auth"]["counts"]

@@ -18,7 +18,8 @@ SPEC = {
     "pgpass_file": "/opt/mlflow/secrets/pgpass",
 }
 FACTS = "revision:tracking=1b5f0d9ad7c1\nrevision:auth=8606fa83a998\ncount:runs=3\ncount:runs_active=2\n"
-FACTS += "count:metrics=12\ncount:users=2\ntables=30\n"
+FACTS += "count:metrics=12\ncount:users=2\ncount:roles=2\ncount:user_role_assignments=3\n"
+FACTS += "count:workspaces=1\ntables=30\n"
 
 
 class Runner:
@@ -42,10 +43,26 @@ def test_facts_come_from_one_read_only_snapshot_without_a_password_anywhere():
     facts = pg.Postgres(SPEC, runner).facts()
     assert facts == {
         "schema_revision": "1b5f0d9ad7c1",
-        "counts": {"experiments": 0, "runs": 3, "metrics": 12, "params": 0, "tags": 0, "runs_active": 2},
+        "counts": {
+            "experiments": 0,
+            "runs": 3,
+            "metrics": 12,
+            "params": 0,
+            "tags": 0,
+            "workspaces": 1,
+            "runs_active": 2,
+        },
         "auth": {
             "schema_revision": "8606fa83a998",
-            "counts": {"users": 2, "experiment_permissions": 0, "registered_model_permissions": 0},
+            "counts": {
+                "users": 2,
+                "experiment_permissions": 0,
+                "registered_model_permissions": 0,
+                "roles": 2,
+                "role_permissions": 0,
+                "user_role_assignments": 3,
+                "workspace_permissions": 0,
+            },
         },
         "tables": 30,
     }
