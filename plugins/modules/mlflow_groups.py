@@ -91,6 +91,13 @@ options:
         type: list
         elements: str
         default: []
+  leave_alone:
+    description:
+      - MLflow users whose roles and grants the run leaves as they are, in every workspace, for example a member whose
+        entry could not be read this time. They are not taken out of any group, nor put in one.
+    type: list
+    elements: str
+    default: []
   timeout:
     description: Seconds to wait for each answer from MLflow.
     type: int
@@ -209,12 +216,12 @@ def plan(groups, members, workspaces, roles, users):
     """What to change, from what MLflow holds.
 
     workspaces: {name: description}; roles: MLflow's role list (each with workspace, name, id, permissions);
-    users: MLflow's user list (each with username, id, roles). Returns a dict of actions."""
-    by_name = {user["username"]: user for user in users}
+    users: MLflow's user list (each with username, id, roles), without the users to leave alone. Returns a dict
+    of actions; the module reports missing users itself."""
     listed = {member["username"]: set(member["groups"]) for member in members}
     ours = {role["workspace"]: role for role in roles if role["name"] == ROLE}
     actions = {"create_workspace": [], "describe_workspace": [], "create_role": [], "grants": [], "assign": [],
-               "unassign": [], "drop_personal": [], "left": [], "missing_users": sorted(set(listed) - set(by_name))}
+               "unassign": [], "drop_personal": [], "left": []}
     for group in groups:
         name = group["name"]
         if name not in workspaces:
@@ -292,7 +299,7 @@ class Api:
         return parsed
 
 
-def apply(api, actions, groups, roles, users):
+def apply(api, actions, groups, roles):
     """Carry out the plan. Returns nothing; fails the module on the first refusal."""
     by_group = {group["name"]: group for group in groups}
     role_ids = {role["workspace"]: role["id"] for role in roles if role["name"] == ROLE}
@@ -341,6 +348,7 @@ def main():
                     "groups": {"type": "list", "elements": "str", "default": []},
                 },
             },
+            "leave_alone": {"type": "list", "elements": "str", "default": []},
             "timeout": {"type": "int", "default": 30},
         },
         supports_check_mode=True,
@@ -360,12 +368,13 @@ def main():
     roles = api.call("GET", "/api/3.0/mlflow/roles/list").get("roles", [])
     users = api.call("GET", "/api/2.0/mlflow/users/list").get("users", [])
     known = {user["username"] for user in users}
-    actions = plan(groups, [m for m in members if m["username"] in known], workspaces, roles, users)
+    handled = [user for user in users if user["username"] not in module.params["leave_alone"]]
+    actions = plan(groups, [m for m in members if m["username"] in known], workspaces, roles, handled)
     actions["missing_users"] = sorted({m["username"] for m in members} - known)
     writes = [key for key in ("create_workspace", "describe_workspace", "create_role", "grants", "assign", "unassign",
                               "drop_personal") if actions[key]]
     if writes and not module.check_mode:
-        apply(api, actions, groups, roles, users)
+        apply(api, actions, groups, roles)
     after = {group["name"]: set() for group in groups}
     for user in users:
         for group in after:

@@ -241,6 +241,14 @@ version:
   returned: always
   type: str
   sample: 3.17.2
+workspaces_enabled:
+  description:
+    - Whether MLflow runs with workspaces (lab groups), as C(GET /api/3.0/mlflow/server-info) says without a login.
+    - V(null) when the server is not healthy, runs MLflow 2 (which has no workspaces) or does not say.
+  returned: always
+  type: bool
+  sample: true
+  version_added: 0.6.0
 latency_ms:
   description: Milliseconds each request of the last probe took; V(null) for a request not made.
   returned: always
@@ -321,6 +329,7 @@ def probe_through_tunnel(module: AnsibleModule, tunnel: dict, probe: HealthProbe
                 healthy=False,
                 status="tunnel_failed",
                 version=None,
+                workspaces_enabled=None,
                 latency_ms=dict(health=None, version=None, api=None),
                 attempts=0,
                 waited_s=0.0,
