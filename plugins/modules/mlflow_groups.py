@@ -166,13 +166,13 @@ missing_users:
   sample: []
 """
 
-import json
-import re
-from urllib.parse import urlencode, urlsplit
+import json  # noqa: E402
+import re  # noqa: E402
+from urllib.error import HTTPError  # noqa: E402
+from urllib.parse import urlencode, urlsplit  # noqa: E402
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.six.moves.urllib.error import HTTPError
-from ansible.module_utils.urls import open_url
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible.module_utils.urls import open_url  # noqa: E402
 
 ROLE = "members"
 # MLflow's own rule (mlflow/store/workspace/abstract_store.py, WorkspaceNameValidator).
@@ -220,8 +220,16 @@ def plan(groups, members, workspaces, roles, users):
     of actions; the module reports missing users itself."""
     listed = {member["username"]: set(member["groups"]) for member in members}
     ours = {role["workspace"]: role for role in roles if role["name"] == ROLE}
-    actions = {"create_workspace": [], "describe_workspace": [], "create_role": [], "grants": [], "assign": [],
-               "unassign": [], "drop_personal": [], "left": []}
+    actions = {
+        "create_workspace": [],
+        "describe_workspace": [],
+        "create_role": [],
+        "grants": [],
+        "assign": [],
+        "unassign": [],
+        "drop_personal": [],
+        "left": [],
+    }
     for group in groups:
         name = group["name"]
         if name not in workspaces:
@@ -252,12 +260,16 @@ def plan(groups, members, workspaces, roles, users):
             elif holds and not wants:
                 actions["unassign"].append((user["username"], workspace))
             if not wants and user["username"] in listed:
-                personal = [r for r in user.get("roles", []) if r["workspace"] == workspace and PERSONAL_RE.match(r["name"])]
+                personal = [
+                    r for r in user.get("roles", []) if r["workspace"] == workspace and PERSONAL_RE.match(r["name"])
+                ]
                 for role in personal:
                     actions["drop_personal"].append((user["username"], workspace, role["id"]))
                 if holds or personal:
                     resources = sorted(
-                        f"{p['resource_type'].replace('_', ' ')} {p['resource_pattern']}" for r in personal for p in r["permissions"]
+                        f"{p['resource_type'].replace('_', ' ')} {p['resource_pattern']}"
+                        for r in personal
+                        for p in r["permissions"]
                     )
                     actions["left"].append({"user": user["username"], "group": workspace, "resources": resources})
     return actions
@@ -279,8 +291,14 @@ class Api:
             headers["Content-Type"] = "application/json"
         try:
             answer = open_url(
-                url, method=method, data=data, headers=headers, url_username=self.module.params["admin_username"],
-                url_password=self.module.params["admin_password"], force_basic_auth=True, use_proxy=False,
+                url,
+                method=method,
+                data=data,
+                headers=headers,
+                url_username=self.module.params["admin_username"],
+                url_password=self.module.params["admin_password"],
+                force_basic_auth=True,
+                use_proxy=False,
                 timeout=self.module.params["timeout"],
             )
             status, text = answer.getcode(), answer.read()
@@ -294,8 +312,12 @@ class Api:
             parsed = {}
         if status >= 300:
             message = parsed.get("message") if isinstance(parsed, dict) else ""
-            hint = " Check the admin's password (the server's mlflow_server_auth_admin_password)." if status == 401 else ""
-            self.module.fail_json(msg=f"MLflow answered {method} {path} with HTTP {status}: {message or text[:300]!r}.{hint}")
+            hint = (
+                " Check the admin's password (the server's mlflow_server_auth_admin_password)." if status == 401 else ""
+            )
+            self.module.fail_json(
+                msg=f"MLflow answered {method} {path} with HTTP {status}: {message or text[:300]!r}.{hint}"
+            )
         return parsed
 
 
@@ -312,10 +334,19 @@ def apply(api, actions, groups, roles):
         role_ids[name] = api.call("POST", "/api/3.0/mlflow/roles/create", body)["role"]["id"]
     for kind, name, key, permission in actions["grants"]:
         if kind == "add":
-            body = {"role_id": role_ids[name], "resource_type": key[0], "resource_pattern": key[1], "permission": permission}
+            body = {
+                "role_id": role_ids[name],
+                "resource_type": key[0],
+                "resource_pattern": key[1],
+                "permission": permission,
+            }
             api.call("POST", "/api/3.0/mlflow/roles/permissions/add", body)
         elif kind == "update":
-            api.call("PATCH", "/api/3.0/mlflow/roles/permissions/update", {"role_permission_id": key, "permission": permission})
+            api.call(
+                "PATCH",
+                "/api/3.0/mlflow/roles/permissions/update",
+                {"role_permission_id": key, "permission": permission},
+            )
         else:
             api.call("DELETE", "/api/3.0/mlflow/roles/permissions/remove", query={"role_permission_id": key})
     for user, name in actions["unassign"]:
@@ -334,7 +365,9 @@ def main():
             "admin_username": {"type": "str", "default": "admin"},
             "admin_password": {"type": "str", "required": True, "no_log": True},
             "groups": {
-                "type": "list", "elements": "dict", "default": [],
+                "type": "list",
+                "elements": "dict",
+                "default": [],
                 "options": {
                     "name": {"type": "str", "required": True},
                     "description": {"type": "str", "default": ""},
@@ -342,7 +375,9 @@ def main():
                 },
             },
             "members": {
-                "type": "list", "elements": "dict", "default": [],
+                "type": "list",
+                "elements": "dict",
+                "default": [],
                 "options": {
                     "username": {"type": "str", "required": True},
                     "groups": {"type": "list", "elements": "str", "default": []},
@@ -361,25 +396,40 @@ def main():
     info = api.call("GET", "/api/3.0/mlflow/server-info")
     if not info.get("workspaces_enabled"):
         module.fail_json(
-            msg=f"MLflow on {api.url} runs without workspaces, so it cannot hold lab groups. Set mlflow_server_workspaces: "
-            "true for the server and run site.yml, then onboarding again. Nothing was changed."
+            msg=f"MLflow on {api.url} runs without workspaces, so it cannot hold lab groups. Set "
+            "mlflow_server_workspaces: true and run site.yml, then onboarding again; nothing was changed."
         )
-    workspaces = {w["name"]: w.get("description") for w in api.call("GET", "/api/3.0/mlflow/workspaces").get("workspaces", [])}
+    workspaces = {
+        w["name"]: w.get("description") for w in api.call("GET", "/api/3.0/mlflow/workspaces").get("workspaces", [])
+    }
     roles = api.call("GET", "/api/3.0/mlflow/roles/list").get("roles", [])
     users = api.call("GET", "/api/2.0/mlflow/users/list").get("users", [])
     known = {user["username"] for user in users}
     handled = [user for user in users if user["username"] not in module.params["leave_alone"]]
     actions = plan(groups, [m for m in members if m["username"] in known], workspaces, roles, handled)
     actions["missing_users"] = sorted({m["username"] for m in members} - known)
-    writes = [key for key in ("create_workspace", "describe_workspace", "create_role", "grants", "assign", "unassign",
-                              "drop_personal") if actions[key]]
+    writes = [
+        key
+        for key in (
+            "create_workspace",
+            "describe_workspace",
+            "create_role",
+            "grants",
+            "assign",
+            "unassign",
+            "drop_personal",
+        )
+        if actions[key]
+    ]
     if writes and not module.check_mode:
         apply(api, actions, groups, roles)
     after = {group["name"]: set() for group in groups}
     for user in users:
         for group in after:
             holds = any(r["name"] == ROLE and r["workspace"] == group for r in user.get("roles", []))
-            if (holds and (user["username"], group) not in actions["unassign"]) or (user["username"], group) in actions["assign"]:
+            if (holds and (user["username"], group) not in actions["unassign"]) or (user["username"], group) in actions[
+                "assign"
+            ]:
                 after[group].add(user["username"])
     module.exit_json(
         changed=bool(writes),

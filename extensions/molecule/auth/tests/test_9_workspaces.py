@@ -78,7 +78,9 @@ def test_turning_groups_on_restarts_mlflow_with_workspaces_and_members_keep_what
     result = run_playbook(host, "site.yml", GROUPS_ON)
     assert result.rc == 0, result.failures
     assert workspaces_on(host)
-    health = [item for name, item in result.results() if name.endswith("Wait until MLflow answers healthy through its API")]
+    health = [
+        item for name, item in result.results() if name.endswith("Wait until MLflow answers healthy through its API")
+    ]
     assert health and health[-1]["workspaces_enabled"] is True, health
     ini = host.file(f"{STORE}/secrets/basic_auth.ini")
     assert "grant_default_workspace_access = true" in ini.content_string
@@ -134,7 +136,9 @@ def test_groupmates_share_their_group_and_nobody_else_gets_in(host, ledger):
 
     # The admin sees every group.
     for run_id, workspace in ((ann_run, "vision"), (ben_run, "nlp")):
-        status, _ = api(host, f"/api/2.0/mlflow/runs/get?run_id={run_id}", ADMIN, SECOND_ADMIN_PASSWORD, workspace=workspace)
+        status, _ = api(
+            host, f"/api/2.0/mlflow/runs/get?run_id={run_id}", ADMIN, SECOND_ADMIN_PASSWORD, workspace=workspace
+        )
         assert status == 200
 
 
@@ -187,7 +191,9 @@ def test_gc_collects_in_every_workspace(host):
     assert control.rc == 0, control.stdout + control.stderr
     assert run_rows(host, run_id) == "1"
 
-    result = run_playbook(host, "site.yml", {**GROUPS_ON, "mlflow_server_gc_schedule": "daily", "mlflow_server_gc_older_than": "1s"})
+    result = run_playbook(
+        host, "site.yml", {**GROUPS_ON, "mlflow_server_gc_schedule": "daily", "mlflow_server_gc_older_than": "1s"}
+    )
     assert result.rc == 0, result.failures
     host.run("systemctl reset-failed mlflow-gc.service")
     gc = host.run("systemctl start mlflow-gc.service")

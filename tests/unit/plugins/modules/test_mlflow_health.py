@@ -63,7 +63,9 @@ SERVER_INFO = "/api/3.0/mlflow/server-info"
 PROBE_REQUESTS = 4
 
 
-def mlflow_like(version="3.17.2", allowed_hosts=None, api=(200, EXPERIMENTS), server_info=(200, '{"workspaces_enabled": false}')):
+def mlflow_like(
+    version="3.17.2", allowed_hosts=None, api=(200, EXPERIMENTS), server_info=(200, '{"workspaces_enabled": false}')
+):
     """A respond function that answers like `mlflow server` does."""
 
     def respond(handler):
@@ -186,7 +188,9 @@ def test_mlflow_is_healthy_with_version_and_latencies(serve, capsys):
     ],
     ids=["on", "off", "an error", "not JSON", "not a bool", "MLflow 2"],
 )
-def test_workspaces_are_reported_as_server_info_says_and_never_make_mlflow_unhealthy(serve, capsys, version, server_info, expected):
+def test_workspaces_are_reported_as_server_info_says_and_never_make_mlflow_unhealthy(
+    serve, capsys, version, server_info, expected
+):
     server = serve(mlflow_like(version=version, server_info=server_info))
     rc, result = run_module(capsys, url=server.url)
     assert rc == 0 and result["healthy"] is True and result["workspaces_enabled"] is expected, result
@@ -195,7 +199,7 @@ def test_workspaces_are_reported_as_server_info_says_and_never_make_mlflow_unhea
 
 
 def test_an_unhealthy_server_reports_no_workspaces(capsys):
-    rc, result = run_module(capsys, url=f"http://127.0.0.1:{free_port()}", wait_timeout=0, fail_on_unhealthy=False)
+    _rc, result = run_module(capsys, url=f"http://127.0.0.1:{free_port()}", wait_timeout=0, fail_on_unhealthy=False)
     assert result["healthy"] is False and result["workspaces_enabled"] is None, result
 
 
