@@ -199,3 +199,17 @@ def test_gc_collects_in_every_workspace(host):
     gc = host.run("systemctl start mlflow-gc.service")
     assert gc.rc == 0, host.check_output("journalctl -u mlflow-gc.service --no-pager -o cat")[-3000:]
     assert run_rows(host, run_id) == "0"
+
+
+def test_closing_the_default_workspace_leaves_it_to_the_admin(host, ledger):
+    result = run_playbook(host, "site.yml", {**GROUPS_ON, "mlflow_server_default_workspace_access": False})
+    assert result.rc == 0, result.failures
+    assert "grant_default_workspace_access = false" in host.file(f"{STORE}/secrets/basic_auth.ini").content_string
+    with Tunnel("ann"):
+        assert mlflow_as("ann", "read", ledger["before_groups"])["status"] == 403
+        assert mlflow_as("ann", "search")["value"] == []
+        assert mlflow_as("ann", "create", "ann-in-default")["status"] == 403
+        # The control: her group is hers as before.
+        assert mlflow_as("ann", "read", ledger["vision_ann"], profile=True)["status"] == 200
+    status, _ = api(host, f"/api/2.0/mlflow/runs/get?run_id={ledger['before_groups']}", ADMIN, SECOND_ADMIN_PASSWORD)
+    assert status == 200
