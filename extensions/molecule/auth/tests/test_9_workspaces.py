@@ -62,7 +62,7 @@ def workspaces_on(host):
 def test_groups_are_refused_until_the_server_has_workspaces(host):
     result = onboard(host, ["vision", "nlp"], mlflow_server_workspaces=False)
     assert result.rc != 0
-    assert "groups need MLflow's authentication and workspaces on the server" in result.stdout, result.stdout[-3000:]
+    assert "groups need authentication and workspaces in MLflow on the server" in result.stdout, result.stdout[-3000:]
     # The control: nothing was made.
     assert not workspaces_on(host)
     assert not host.user("cat").exists
