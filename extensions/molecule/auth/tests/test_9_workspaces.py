@@ -21,6 +21,10 @@ GROUPS = [
 PORTS = {"ann": 5001, "ben": 5002, "cat": 5003}
 
 
+# Whose mlflow client counts: cat's is the PC's MLflow 3.17.2; ben names the system's Python, which has none.
+PYTHONS = {"ann": "/opt/mlflow/bin/python", "ben": "/usr/bin/python3", "cat": "/opt/mlflow/bin/python3"}
+
+
 def team(cat_groups):
     keys = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "keys"
     groups = {"ann": ["vision"], "ben": ["nlp"], "cat": cat_groups}
@@ -33,9 +37,22 @@ def team(cat_groups):
             "host_alias": "mlflowauth",
             "local_port": PORTS[name],
             "groups": groups[name],
+            "python": PYTHONS[name],
         }
         for name in ("ann", "ben", "cat")
     ]
+
+
+def member_results(result):
+    """Each member's line of the report, by name."""
+    lines = {}
+    for play in result.report["plays"]:
+        for task in play["tasks"]:
+            if task["task"]["name"].endswith("Show each member's result and next steps"):
+                for item in task["hosts"]["localhost"]["results"]:
+                    name, _sep, text = item["msg"].partition(": ")
+                    lines[name] = text
+    return lines
 
 
 def onboard(host, cat_groups, **extra):
@@ -97,8 +114,13 @@ def test_onboarding_gives_each_group_a_workspace_and_each_member_theirs(host):
     result = onboard(host, ["vision", "nlp"])
     assert result.rc == 0, result.stdout[-3000:]
     assert "nlp: ben, cat." in result.stdout and "vision: ann, cat." in result.stdout, result.stdout[-3000:]
-    # cat, in two groups, is shown how to switch (the output is JSON: its quotes are escaped).
-    assert 'switch for one process with mlflow.set_workspace(\\"nlp\\")' in result.stdout, result.stdout[-3000:]
+    lines = member_results(result)
+    # cat, in two groups, is shown how to switch.
+    assert 'switch for one process with mlflow.set_workspace("nlp")' in lines["cat"], lines
+    # Each member's client beside the server's 3.17.2: ben's Python has none, and he is told how to get one.
+    assert "WARNING" not in lines["ann"] and "WARNING" not in lines["cat"], lines
+    assert "WARNING: the mlflow client of /usr/bin/python3 is not installed" in lines["ben"], lines
+    assert "Fix: `/usr/bin/python3 -m pip install 'mlflow>=3.17.2,<4'`" in lines["ben"], lines
     status, listed = api(host, "/api/3.0/mlflow/workspaces", ADMIN, SECOND_ADMIN_PASSWORD)
     assert status == 200
     described = {w["name"]: w.get("description") for w in listed["workspaces"]}

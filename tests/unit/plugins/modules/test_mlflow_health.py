@@ -19,6 +19,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -1125,3 +1126,49 @@ def test_a_tunnel_host_that_ssh_would_read_as_an_option_is_refused(serve, fake_s
     assert rc == 1 and "ssh_tunnel.host must be the Host alias of an ssh config block" in result["msg"]
     # Nothing ran: no ssh, no probe.
     assert not fake_ssh.exists() and server.requests == []
+
+
+@pytest.fixture(scope="module")
+def bare_python(tmp_path_factory):
+    """A real interpreter without mlflow: a new venv, with nothing installed."""
+    where = tmp_path_factory.mktemp("bare")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(where)], check=True)
+    return str(where / "bin" / "python")
+
+
+def test_a_client_of_the_servers_major_version_fits(serve, capsys):
+    # This venv's own interpreter, with its real mlflow (3.17.2).
+    server = serve(mlflow_like(version="3.17.2"))
+    rc, result = run_module(capsys, url=server.url, client_python=sys.executable)
+    assert rc == 0 and result["client"] == {"python": sys.executable, "version": "3.17.2", "fits": True, "fix": None}
+
+
+def test_a_client_a_major_version_apart_is_reported_with_the_command_that_fixes_it(serve, capsys):
+    server = serve(mlflow_like(version="2.22.1", server_info=None))
+    rc, result = run_module(capsys, url=server.url, client_python=sys.executable)
+    assert rc == 0 and result["healthy"] is True, result
+    assert result["client"] == {
+        "python": sys.executable,
+        "version": "3.17.2",
+        "fits": False,
+        "fix": f"{sys.executable} -m pip install 'mlflow>=2.22.1,<3'",
+    }
+
+
+def test_an_interpreter_without_mlflow_or_none_at_all_does_not_fit(serve, capsys, bare_python):
+    server = serve(mlflow_like())
+    rc, result = run_module(capsys, url=server.url, client_python=bare_python)
+    assert rc == 0 and result["client"] == {
+        "python": bare_python,
+        "version": None,
+        "fits": False,
+        "fix": f"{bare_python} -m pip install 'mlflow>=3.17.2,<4'",
+    }
+    rc, result = run_module(capsys, url=server.url, client_python="no-such-python3")
+    assert rc == 0 and result["client"]["version"] is None and result["client"]["python"] == "no-such-python3"
+
+
+def test_no_interpreter_no_comparison(serve, capsys):
+    server = serve(mlflow_like())
+    rc, result = run_module(capsys, url=server.url)
+    assert rc == 0 and result["client"] is None
