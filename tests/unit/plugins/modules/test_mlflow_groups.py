@@ -8,17 +8,10 @@ a real MLflow 3 server (the venv's, with basic-auth and workspaces) on this mach
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
-
 import pytest
 import requests
 from ansible_collections.mlops.mlflow.plugins.modules import mlflow_groups as m
+from ansible_collections.mlops.mlflow.tests.unit.plugins.modules.mlflow_server import ADMIN, running_mlflow
 from ansible_collections.mlops.mlflow.tests.unit.plugins.modules.store_modules import run
 
 VISION = {"name": "vision", "description": "Computer vision", "access": "READ"}
@@ -147,61 +140,10 @@ def test_arguments_it_cannot_use_are_refused_before_any_call(capsys, groups, mem
     assert code == 1 and says in out["msg"] and out["msg"].startswith("Nothing was changed"), out
 
 
-# The real server: MLflow 3.17.2 from this venv, with its basic-auth app and workspaces.
-ADMIN = ("admin", "admin-Secret-123")
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory):
-    if not shutil.which("mlflow", path=os.path.dirname(sys.executable)):
-        pytest.fail("the venv has no mlflow: run scripts/setup.sh")
-    where = tmp_path_factory.mktemp("mlflow")
-    ini = where / "basic_auth.ini"
-    ini.write_text(
-        "[mlflow]\ndefault_permission = READ\n"
-        f"database_uri = sqlite:///{where}/basic_auth.db\nadmin_username = {ADMIN[0]}\nadmin_password = {ADMIN[1]}\n"
-        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
-        "grant_default_workspace_access = true\n"
-    )
-    port = free_port()
-    env = {
-        **os.environ,
-        "MLFLOW_AUTH_CONFIG_PATH": str(ini),
-        "MLFLOW_FLASK_SERVER_SECRET_KEY": "test-only",
-        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-    }
-    argv = [os.path.join(os.path.dirname(sys.executable), "mlflow"), "server", "--app-name", "basic-auth"]
-    argv += ["--enable-workspaces", "--backend-store-uri", f"sqlite:///{where}/mlflow.db"]
-    argv += ["--artifacts-destination", str(where / "mlruns"), "--host", "127.0.0.1", "--port", str(port)]
-    argv += ["--workers", "1"]
-    log = (where / "server.log").open("w")
-    server = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=where)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(url + "/health", timeout=2).text == "OK":
-                break
-        except requests.RequestException:
-            time.sleep(0.5)
-    else:
-        server.kill()
-        pytest.fail("MLflow did not start: " + Path(where / "server.log").read_text()[-2000:])
-    for user in ("ann", "ben", "cat"):
-        answer = requests.post(
-            url + "/api/2.0/mlflow/users/create", auth=ADMIN, json={"username": user, "password": f"{user}-Secret-123"}
-        )
-        assert answer.status_code == 200, answer.text
-    yield url
-    server.terminate()
-    server.wait(timeout=30)
-    log.close()
+    with running_mlflow(tmp_path_factory.mktemp("mlflow")) as url:
+        yield url
 
 
 def as_member(url, user, method, path, workspace, **kwargs):
