@@ -224,14 +224,25 @@ def test_gc_collects_in_every_workspace(host):
 
 
 def test_closing_the_default_workspace_leaves_it_to_the_admin(host, ledger):
+    # Something in `default` that ann did not make: the admin's.
+    admin = (ADMIN, SECOND_ADMIN_PASSWORD)
+    status, made = api(host, "/api/2.0/mlflow/experiments/create", *admin, "POST", {"name": "lab-default"})
+    assert status == 200, made
+    status, run = api(host, "/api/2.0/mlflow/runs/create", *admin, "POST", {"experiment_id": made["experiment_id"]})
+    assert status == 200, run
+    run_id = run["run"]["info"]["run_id"]
+    with Tunnel("ann"):
+        # The control: while default is open, ann reads it.
+        assert mlflow_as("ann", "read", run_id)["status"] == 200
+
     result = run_playbook(host, "site.yml", {**GROUPS_ON, "mlflow_server_default_workspace_access": False})
     assert result.rc == 0, result.failures
     assert "grant_default_workspace_access = false" in host.file(f"{STORE}/secrets/basic_auth.ini").content_string
     with Tunnel("ann"):
-        assert mlflow_as("ann", "read", ledger["before_groups"])["status"] == 403
-        assert mlflow_as("ann", "search")["value"] == []
+        assert mlflow_as("ann", "read", run_id)["status"] == 403
+        assert "lab-default" not in mlflow_as("ann", "search")["value"]
         assert mlflow_as("ann", "create", "ann-in-default")["status"] == 403
-        # The control: her group is hers as before.
+        # What she made there herself stays hers, and her group is hers as before.
+        assert mlflow_as("ann", "read", ledger["before_groups"])["status"] == 200
         assert mlflow_as("ann", "read", ledger["vision_ann"], profile=True)["status"] == 200
-    status = api(host, f"/api/2.0/mlflow/runs/get?run_id={ledger['before_groups']}", ADMIN, SECOND_ADMIN_PASSWORD)[0]
-    assert status == 200
+    assert api(host, f"/api/2.0/mlflow/runs/get?run_id={run_id}", *admin)[0] == 200
