@@ -149,6 +149,14 @@ print(json.dumps({{"status": status, "text": text[:2000]}}))
     return result["status"], parsed
 
 
+def run_rows(host, run_id):
+    """How many rows of that run the server's mlflow.db holds (read-only): 0 once gc purged it."""
+    query = f"SELECT count(*) FROM runs WHERE run_uuid = '{run_id}'"
+    database = f"sqlite3.connect('file:{STORE}/db/mlflow.db?mode=ro', uri=True)"
+    script = f"import sqlite3; print({database}.execute({query!r}).fetchone()[0])"
+    return host.check_output(f"python3 -c {json.dumps(script)}").strip()
+
+
 def record(who, action, status):
     LOGS.mkdir(parents=True, exist_ok=True)
     rows = json.loads(MATRIX.read_text()) if MATRIX.exists() else []

@@ -5,11 +5,22 @@ or edit (nlp) each other's runs, other groups and strangers are refused; a membe
 is refused on everything there, their own experiments included. gc collects in every workspace.
 Every answer goes into the auth matrix (.cache/logs/auth-matrix.json)."""
 
-import json
 import os
 from pathlib import Path
 
-from conftest import ADMIN, PC, SECOND_ADMIN_PASSWORD, STORE, UPGRADED, Tunnel, api, mlflow_as, on_pc, run_playbook
+from conftest import (
+    ADMIN,
+    PC,
+    SECOND_ADMIN_PASSWORD,
+    STORE,
+    UPGRADED,
+    Tunnel,
+    api,
+    mlflow_as,
+    on_pc,
+    run_playbook,
+    run_rows,
+)
 
 testinfra_hosts = ["mlflow-auth"]
 
@@ -189,13 +200,6 @@ def test_a_member_who_leaves_a_group_is_refused_on_everything_there(host, ledger
 
     again = onboard(host, ["nlp"])
     assert again.rc == 0 and changed_everywhere(again) == 0, again.stdout[-3000:]
-
-
-def run_rows(host, run_id):
-    query = f"SELECT count(*) FROM runs WHERE run_uuid = '{run_id}'"
-    database = f"sqlite3.connect('file:{STORE}/db/mlflow.db?mode=ro', uri=True)"
-    script = f"import sqlite3; print({database}.execute({query!r}).fetchone()[0])"
-    return host.check_output(f"python3 -c {json.dumps(script)}").strip()
 
 
 def test_gc_collects_in_every_workspace(host):
