@@ -33,6 +33,7 @@ HEALTH_PATH = "/health"
 VERSION_PATH = "/version"
 # A read that needs the backend store and, unlike /health and /version, passes MLflow's Host check.
 API_PATH = "/api/2.0/mlflow/experiments/search?max_results=1"
+SERVER_INFO_PATH = "/api/3.0/mlflow/server-info"
 
 # MLflow 3 answers a Host it does not allow with 403 and
 # "Invalid Host header - possible DNS rebinding attack detected" (mlflow/server/security_utils.py).
@@ -618,8 +619,20 @@ class HealthProbe:
         except ValueError as e:
             raise Unhealthy("api_error", f"The API read {url} answered 200 but not with JSON: {excerpt(body)}") from e
 
+    def _workspaces_enabled(self, version: str) -> bool | None:
+        """Whether MLflow runs with workspaces (GET server-info, which needs no login); None where it cannot
+        say (MLflow 2 has no such endpoint) or the answer is unreadable. Never a reason to call MLflow unhealthy."""
+        if not version.lstrip("v").split(".")[0].isdigit() or int(version.lstrip("v").split(".")[0]) < 3:
+            return None
+        try:
+            code, body = self._get(SERVER_INFO_PATH, {}, "server_info")
+            enabled = json.loads(body).get("workspaces_enabled") if code == 200 else None
+        except (Unhealthy, ValueError, AttributeError):
+            return None
+        return enabled if isinstance(enabled, bool) else None
+
     def probe(self) -> dict:
-        """Probe once; return a dict with healthy, status, version, latency_ms and msg."""
+        """Probe once; return a dict with healthy, status, version, workspaces_enabled, latency_ms and msg."""
         latency = {"health": None, "version": None, "api": None}
         version = None
         try:
@@ -638,6 +651,7 @@ class HealthProbe:
                 healthy=False,
                 status=e.status,
                 version=version,
+                workspaces_enabled=None,
                 latency_ms=latency,
                 msg=e.msg,
                 quick_retry=e.quick_retry,
@@ -647,6 +661,7 @@ class HealthProbe:
             healthy=True,
             status="ok",
             version=version,
+            workspaces_enabled=self._workspaces_enabled(version),
             latency_ms=latency,
             msg=f"MLflow {version} at {self.url} is healthy ({checked} answered).",
         )

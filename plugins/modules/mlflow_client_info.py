@@ -44,7 +44,7 @@ options:
         type: str
         required: true
       block:
-        description: The block's text.
+        description: The block's text. Empty for a block to remove, as C(ansible.builtin.blockinfile) removes it.
         type: str
         required: true
 seealso:
@@ -127,7 +127,10 @@ def file_facts(path):
 
 def holds_block(path, marker, block):
     """Whether blockinfile, given this marker and block, would leave the file at path as it is: the
-    last BEGIN and END marker lines, in that order, enclose exactly the block's lines."""
+    last BEGIN and END marker lines, in that order, enclose exactly the block's lines. An empty block
+    is one to remove: held where the file is missing, or holds no pair of marker lines."""
+    if not block and not os.path.lexists(path):
+        return True
     if not os.path.isfile(path) or os.path.islink(path):
         return False
     try:
@@ -138,6 +141,10 @@ def holds_block(path, marker, block):
     newline = os.linesep.encode()
     begin = marker.replace("{mark}", "BEGIN").encode() + newline
     end = marker.replace("{mark}", "END").encode() + newline
+    if not block:
+        # blockinfile finds a marker on the last line without its newline too.
+        found = {line.rstrip(newline) for line in lines}
+        return not (begin.rstrip(newline) in found and end.rstrip(newline) in found)
     text = block.encode()
     if text and not text.endswith(newline):
         text += newline

@@ -154,6 +154,16 @@ options:
         description: Seconds ssh may take to connect (C(ConnectTimeout)).
         type: int
         default: 15
+  client_python:
+    description:
+      - A Python interpreter on the host the module runs on (a name on C(PATH), or a path), whose C(mlflow) client to
+        compare with the server's version, as RV(client) reports. A client a major version apart from the server is
+        not meant for it (mlflow#16215). Run as a member (C(become_user)), this is the member's own interpreter.
+      - The version is read from the interpreter's installed package metadata, without importing mlflow.
+      - Empty for no comparison. The comparison never makes the server unhealthy.
+    type: str
+    default: ''
+    version_added: 0.6.0
   fail_on_unhealthy:
     description:
       - Fail the task when the server is not healthy.
@@ -241,6 +251,36 @@ version:
   returned: always
   type: str
   sample: 3.17.2
+client:
+  description:
+    - With O(client_python), that interpreter's mlflow client beside the server's version. V(null) without it, or
+      when the server is not healthy.
+  returned: always
+  type: dict
+  version_added: 0.6.0
+  contains:
+    python:
+      description: The interpreter, as found on C(PATH).
+      type: str
+    version:
+      description: Its mlflow version, or V(null) when it has none (or the interpreter was not found).
+      type: str
+    fits:
+      description: Whether it has mlflow of the server's major version.
+      type: bool
+    fix:
+      description: The command that gives it a client of the server's major version, or V(null) when it fits.
+      type: str
+  sample: {"python": "/usr/bin/python3", "version": "2.22.1", "fits": false,
+           "fix": "/usr/bin/python3 -m pip install 'mlflow>=3.17.2,<4'"}
+workspaces_enabled:
+  description:
+    - Whether MLflow runs with workspaces (lab groups), as C(GET /api/3.0/mlflow/server-info) says without a login.
+    - V(null) when the server is not healthy, runs MLflow 2 (which has no workspaces) or does not say.
+  returned: always
+  type: bool
+  sample: true
+  version_added: 0.6.0
 latency_ms:
   description: Milliseconds each request of the last probe took; V(null) for a request not made.
   returned: always
@@ -282,6 +322,7 @@ msg:
 """
 
 # ansible-test (validate-modules) wants imports below DOCUMENTATION, EXAMPLES and RETURN.
+import os  # noqa: E402
 import shutil  # noqa: E402
 import tempfile  # noqa: E402
 
@@ -321,6 +362,7 @@ def probe_through_tunnel(module: AnsibleModule, tunnel: dict, probe: HealthProbe
                 healthy=False,
                 status="tunnel_failed",
                 version=None,
+                workspaces_enabled=None,
                 latency_ms=dict(health=None, version=None, api=None),
                 attempts=0,
                 waited_s=0.0,
@@ -333,6 +375,32 @@ def probe_through_tunnel(module: AnsibleModule, tunnel: dict, probe: HealthProbe
             module.run_command(ssh + control + ["-O", "exit", "--", tunnel["host"]])
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+# The installed mlflow's version from the package metadata: importing mlflow takes seconds.
+_CLIENT_VERSION = (
+    "import importlib.metadata as m\n"
+    "try:\n    print(m.version('mlflow'))\n"
+    "except m.PackageNotFoundError:\n    print('')\n"
+)
+
+
+def client_fit(module: AnsibleModule, python: str, server_version: str) -> dict:
+    """The mlflow client of that interpreter beside the server's version: {python, version, fits, fix}."""
+    found = python if os.path.isabs(python) else module.get_bin_path(python)
+    version = None
+    if found and os.access(found, os.X_OK):
+        rc, out, _err = module.run_command([found, "-c", _CLIENT_VERSION])
+        version = out.strip() if rc == 0 and out.strip() else None
+    server = server_version.lstrip("v")
+    major = server.split(".")[0]
+    fits = version is not None and version.split(".")[0] == major
+    fix = None
+    if not fits:
+        upper = int(major) + 1 if major.isdigit() else None
+        spec = f"mlflow>={server},<{upper}" if upper else f"mlflow=={server}"
+        fix = f"{found or python} -m pip install '{spec}'"
+    return {"python": found or python, "version": version, "fits": fits, "fix": fix}
 
 
 def main() -> None:
@@ -352,6 +420,7 @@ def main() -> None:
             check_api=dict(type="bool", default=True),
             use_proxy=dict(type="bool", default=True),
             fail_on_unhealthy=dict(type="bool", default=True),
+            client_python=dict(type="str", default=""),
             ssh_tunnel=dict(
                 type="dict",
                 options=dict(
@@ -402,7 +471,9 @@ def main() -> None:
         result = probe_through_tunnel(module, p["ssh_tunnel"], probe)
     else:
         result = wait_until_healthy(probe, p["wait_timeout"], p["interval"])
-    result.update(url=probe.url, changed=False)
+    result.update(url=probe.url, changed=False, client=None)
+    if p["client_python"] and result["healthy"]:
+        result["client"] = client_fit(module, p["client_python"], result["version"])
     if not result["healthy"] and p["fail_on_unhealthy"]:
         module.fail_json(**result)
     module.exit_json(**result)

@@ -1,8 +1,8 @@
 # Copyright (c) mlops.mlflow developers
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Delete the traces older than a retention, in every experiment (deleted ones too), through the
-MLflow server (MLFLOW_TRACKING_URI, and the admin's login with authentication on). mlflow gc
+"""Delete the traces older than a retention, in every experiment (deleted ones too) of every
+workspace, through the MLflow server (MLFLOW_TRACKING_URI, and the admin's login with authentication on). mlflow gc
 collects no traces. Run by mlflow-gc.service after gc, inside the MLflow container, on its stdin:
 
     docker exec -i mlflow-server python - 30d < /usr/local/lib/mlflow-traces.py
@@ -82,24 +82,46 @@ def drop_artifacts(trace):
     return True
 
 
+def workspaces():
+    """Every workspace, each made the active one in turn, when MLflow runs with them; else [None]
+    (MLflow 2 has none, and MLflow 3 without them refuses the list)."""
+    import mlflow
+
+    try:
+        names = [workspace.name for workspace in mlflow.list_workspaces()]
+    except Exception:  # no workspaces on this server, or no such call in this MLflow
+        return [None]
+    return names or [None]
+
+
+def trim(client, experiment, cutoff, retention):
+    """Delete the experiment's expired traces, files first. Returns (deleted, files that failed)."""
+    traces = expired(client, experiment.experiment_id, cutoff)
+    failed = sum(1 for trace in traces if not drop_artifacts(trace))
+    ids = [trace_id(trace) for trace in traces]
+    deleted = 0
+    for start in range(0, len(ids), 100):
+        # By position: MLflow 3 names the ids trace_ids, MLflow 2 request_ids.
+        deleted += client.delete_traces(experiment.experiment_id, None, None, ids[start : start + 100]) or 0
+    if deleted:
+        print(f"Deleted {deleted} traces older than {retention} from experiment {experiment.experiment_id}.")
+    return deleted, failed
+
+
 def main(argv):
+    import mlflow
     from mlflow import MlflowClient
 
     retention = argv[1] if len(argv) > 1 else ""
     cutoff = int((time.time() - seconds(retention)) * 1000)
     client = MlflowClient()
     total = failed = 0
-    for experiment in experiments(client):
-        traces = expired(client, experiment.experiment_id, cutoff)
-        failed += sum(1 for trace in traces if not drop_artifacts(trace))
-        ids = [trace_id(trace) for trace in traces]
-        deleted = 0
-        for start in range(0, len(ids), 100):
-            # By position: MLflow 3 names the ids trace_ids, MLflow 2 request_ids.
-            deleted += client.delete_traces(experiment.experiment_id, None, None, ids[start : start + 100]) or 0
-        if deleted:
-            print(f"Deleted {deleted} traces older than {retention} from experiment {experiment.experiment_id}.")
-        total += deleted
+    for workspace in workspaces():
+        if workspace:
+            mlflow.set_workspace(workspace)
+        for experiment in list(experiments(client)):
+            deleted, unfiled = trim(client, experiment, cutoff, retention)
+            total, failed = total + deleted, failed + unfiled
     print(f"Trace retention: {total} traces deleted.")
     return 1 if failed else 0
 

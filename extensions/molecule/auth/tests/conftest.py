@@ -22,7 +22,7 @@ BACKUPS = "/var/backups/mlflow"
 ADMIN = "admin"
 FIRST_ADMIN_PASSWORD = "first-Admin-secret-7"
 SECOND_ADMIN_PASSWORD = "second-Admin-secret-8"
-PORTS = {"ann": 5001, "ben": 5002}
+PORTS = {"ann": 5001, "ben": 5002, "cat": 5003}
 # What every run asks for from test_4's upgrade on (the inventory still says 2.22.1).
 UPGRADED = {
     "mlflow_server_image": "mlops/mlflow:3.17.2-full",
@@ -86,6 +86,8 @@ elif action == "write":
     answer(lambda: client.log_metric(args[0], "intruder", 1.0))
 elif action == "create":
     answer(lambda: client.create_experiment(args[0]))
+elif action == "search":
+    answer(lambda: sorted(e.name for e in client.search_experiments()))
 elif action == "doomed":
     def doomed():
         import os, tempfile
@@ -101,23 +103,33 @@ elif action == "doomed":
 """
 
 
-def mlflow_as(user, action, *args):
+def mlflow_as(user, action, *args, workspace=None, profile=False):
     """The real mlflow client on the PC as the member, through their tunnel, with only
-    MLFLOW_TRACKING_URI set: the login comes from their ~/.mlflow/credentials."""
+    MLFLOW_TRACKING_URI set: the login comes from their ~/.mlflow/credentials. profile: first read
+    their ~/.profile as a login shell does (the MLFLOW_WORKSPACE onboarding exports); workspace:
+    MLFLOW_WORKSPACE given for this one process, as a member switches groups."""
     env = {"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{PORTS[user]}", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
     quoted = " ".join(f"'{arg}'" for arg in (action, *args))
-    result = on_pc(user, f"python - {quoted} <<'EOF'\n{MLFLOW}\nEOF", env=env)
+    command = f"python - {quoted} <<'EOF'\n{MLFLOW}\nEOF"
+    if workspace:
+        command = f"MLFLOW_WORKSPACE={workspace} {command}"
+    if profile:
+        command = f". ./.profile && {command}"
+    result = on_pc(user, command, env=env)
     answer = json.loads(result.stdout.strip().splitlines()[-1])
-    record(user, f"{action} {' '.join(args)}".strip(), answer["status"])
+    where = f" [{workspace or ('profile' if profile else 'default')}]" if workspace or profile else ""
+    record(user, f"{action} {' '.join(args)}{where}".strip(), answer["status"])
     return answer
 
 
-def api(host, path, user=None, password=None, method="GET", body=None):
+def api(host, path, user=None, password=None, method="GET", body=None, workspace=None):
     """MLflow's API from the server itself (127.0.0.1:500); returns (status, parsed body)."""
     script = f"""
 import base64, json, urllib.request, urllib.error
 data = {json.dumps(body).encode() if body is not None else None!r}
 headers = {{"Host": "localhost:500", **({{"Content-Type": "application/json"}} if data else {{}})}}
+if {workspace!r}:
+    headers["X-MLFLOW-WORKSPACE"] = {workspace!r}
 request = urllib.request.Request("http://127.0.0.1:500{path}", method={method!r}, data=data, headers=headers)
 if {user!r}:
     request.add_header("Authorization", "Basic " + base64.b64encode(({user!r} + ":" + {password!r}).encode()).decode())
@@ -135,6 +147,14 @@ print(json.dumps({{"status": status, "text": text[:2000]}}))
     except ValueError:
         parsed = result["text"]
     return result["status"], parsed
+
+
+def run_rows(host, run_id):
+    """How many rows of that run the server's mlflow.db holds (read-only): 0 once gc purged it."""
+    query = f"SELECT count(*) FROM runs WHERE run_uuid = '{run_id}'"
+    database = f"sqlite3.connect('file:{STORE}/db/mlflow.db?mode=ro', uri=True)"
+    script = f"import sqlite3; print({database}.execute({query!r}).fetchone()[0])"
+    return host.check_output(f"python3 -c {json.dumps(script)}").strip()
 
 
 def record(who, action, status):

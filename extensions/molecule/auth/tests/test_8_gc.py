@@ -3,20 +3,11 @@ root-only record, so a member's deleted run goes with its artifacts. The control
 as the unit ran gc before, MLflow refuses the artifact deletion and the run stays. No secret shows
 in the unit, in systemd's view of it or in its log."""
 
-import json
-
-from conftest import SECOND_ADMIN_PASSWORD, STORE, UPGRADED, Tunnel, mlflow_as, run_playbook
+from conftest import SECOND_ADMIN_PASSWORD, STORE, UPGRADED, Tunnel, mlflow_as, run_playbook, run_rows
 
 testinfra_hosts = ["mlflow-auth"]
 
 GC = {**UPGRADED, "mlflow_server_gc_schedule": "daily", "mlflow_server_gc_older_than": "1s"}
-
-
-def run_rows(host, run_id):
-    query = f"SELECT count(*) FROM runs WHERE run_uuid = '{run_id}'"
-    database = f"sqlite3.connect('file:{STORE}/db/mlflow.db?mode=ro', uri=True)"
-    script = f"import sqlite3; print({database}.execute({query!r}).fetchone()[0])"
-    return host.check_output(f"python3 -c {json.dumps(script)}").strip()
 
 
 def test_gc_logs_in_as_the_admin_from_the_root_only_record_and_purges_a_deleted_run(host):

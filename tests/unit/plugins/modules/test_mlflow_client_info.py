@@ -50,19 +50,27 @@ CONTENTS = {
 }
 
 
-def blockinfile_would_change(capsys, path):
-    code, out = run(blockinfile, capsys, path=str(path), marker=MARKER, block=BLOCK, _ansible_check_mode=True)
+def blockinfile_would_change(capsys, path, block=BLOCK):
+    code, out = run(blockinfile, capsys, path=str(path), marker=MARKER, block=block, _ansible_check_mode=True)
     assert code == 0, out
     return out["changed"]
 
 
+@pytest.mark.parametrize("block", [BLOCK, ""], ids=["a block to write", "an empty block, to remove"])
 @pytest.mark.parametrize("case", CONTENTS)
-def test_the_read_holds_the_block_exactly_when_blockinfile_would_change_nothing(tmp_path, capsys, case):
+def test_the_read_holds_the_block_exactly_when_blockinfile_would_change_nothing(tmp_path, capsys, case, block):
     config = tmp_path / "config"
     config.write_bytes(CONTENTS[case].encode())
-    code, out = run(mlflow_client_info, capsys, blocks=[{"path": str(config), "marker": MARKER, "block": BLOCK}])
+    code, out = run(mlflow_client_info, capsys, blocks=[{"path": str(config), "marker": MARKER, "block": block}])
     assert code == 0 and out["changed"] is False, out
-    assert out["blocks"] == [not blockinfile_would_change(capsys, config)]
+    assert out["blocks"] == [not blockinfile_would_change(capsys, config, block)]
+
+
+def test_an_empty_block_is_held_in_a_missing_file(tmp_path, capsys):
+    # Nothing to remove; the role runs blockinfile (create: false) only where the profile exists.
+    blocks = [{"path": str(tmp_path / "none"), "marker": MARKER, "block": ""}]
+    code, out = run(mlflow_client_info, capsys, blocks=blocks)
+    assert code == 0 and out["blocks"] == [True], out
 
 
 def test_the_control_the_block_blockinfile_wrote_is_held(tmp_path, capsys):

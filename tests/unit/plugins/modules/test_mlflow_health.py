@@ -19,6 +19,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -58,7 +59,14 @@ def run_module(capsys, **args):
     return rc, result
 
 
-def mlflow_like(version="3.17.2", allowed_hosts=None, api=(200, EXPERIMENTS)):
+SERVER_INFO = "/api/3.0/mlflow/server-info"
+# The requests of one healthy probe of MLflow 3: health, version, the API read, and whether workspaces are on.
+PROBE_REQUESTS = 4
+
+
+def mlflow_like(
+    version="3.17.2", allowed_hosts=None, api=(200, EXPERIMENTS), server_info=(200, '{"workspaces_enabled": false}')
+):
     """A respond function that answers like `mlflow server` does."""
 
     def respond(handler):
@@ -66,6 +74,8 @@ def mlflow_like(version="3.17.2", allowed_hosts=None, api=(200, EXPERIMENTS)):
             return 200, "OK"
         if handler.path == "/version":
             return 200, version
+        if handler.path == SERVER_INFO and server_info is not None:
+            return server_info
         host = handler.headers.get("Host", "")
         if allowed_hosts is not None and not any(fnmatch.fnmatch(host, pattern) for pattern in allowed_hosts):
             return 403, INVALID_HOST_MSG
@@ -163,7 +173,35 @@ def test_mlflow_is_healthy_with_version_and_latencies(serve, capsys):
     assert result["changed"] is False
     assert result["attempts"] == 1 and result["url"] == server.url
     assert all(isinstance(result["latency_ms"][k], float) for k in ("health", "version", "api"))
-    assert [request[0] for request in server.requests] == ["/health", "/version", API_PATH]
+    assert [request[0] for request in server.requests] == ["/health", "/version", API_PATH, SERVER_INFO]
+    assert result["workspaces_enabled"] is False
+
+
+@pytest.mark.parametrize(
+    ("version", "server_info", "expected"),
+    [
+        ("3.17.2", (200, '{"store_type": "SqlStore", "workspaces_enabled": true}'), True),
+        ("3.17.2", (200, '{"workspaces_enabled": false}'), False),
+        ("3.17.2", (500, "Internal Server Error"), None),
+        ("3.17.2", (200, "not json"), None),
+        ("3.17.2", (200, '{"workspaces_enabled": "yes"}'), None),
+        ("2.22.1", None, None),
+    ],
+    ids=["on", "off", "an error", "not JSON", "not a bool", "MLflow 2"],
+)
+def test_workspaces_are_reported_as_server_info_says_and_never_make_mlflow_unhealthy(
+    serve, capsys, version, server_info, expected
+):
+    server = serve(mlflow_like(version=version, server_info=server_info))
+    rc, result = run_module(capsys, url=server.url)
+    assert rc == 0 and result["healthy"] is True and result["workspaces_enabled"] is expected, result
+    # MLflow 2 has no server-info: it is not asked.
+    assert (SERVER_INFO in [request[0] for request in server.requests]) is (version != "2.22.1")
+
+
+def test_an_unhealthy_server_reports_no_workspaces(capsys):
+    _rc, result = run_module(capsys, url=f"http://127.0.0.1:{free_port()}", wait_timeout=0, fail_on_unhealthy=False)
+    assert result["healthy"] is False and result["workspaces_enabled"] is None, result
 
 
 def test_refused_port_is_unreachable_and_names_host_port(capsys):
@@ -312,7 +350,8 @@ def test_credentials_are_sent_with_the_first_request(serve, capsys):
     rc, result = run_module(capsys, url=server.url, url_username="monitor", url_password="s3cret-pw")
     assert rc == 0 and result["healthy"] and result["version"] == "3.17.2"
     # Preemptive: every request carried the header, so the server never had to answer 401.
-    assert len(server.requests) == 3
+    # The fourth asks whether workspaces are on (server-info, which MLflow answers without a login too).
+    assert [path for path, _h in server.requests][-1] == SERVER_INFO and len(server.requests) == PROBE_REQUESTS
     assert all(h.get("Authorization", "").startswith("Basic ") for _path, h in server.requests)
     assert "s3cret-pw" not in json.dumps(result)
 
@@ -426,7 +465,7 @@ def test_check_mode_still_probes(serve, capsys):
     server = serve(mlflow_like())
     rc, result = run_module(capsys, url=server.url, _ansible_check_mode=True)
     assert rc == 0 and result["healthy"] and result["changed"] is False
-    assert len(server.requests) == 3
+    assert len(server.requests) == PROBE_REQUESTS
 
 
 @pytest.mark.parametrize("args", [{"timeout": 0}, {"interval": -1}, {"wait_timeout": -5}])
@@ -711,7 +750,7 @@ def test_loopback_url_never_goes_through_a_proxy(serve, capsys, proxy_env, use_p
     rc, result = run_module(capsys, url=url, use_proxy=use_proxy, host_header="localhost:5000")
     assert rc == 0 and result["healthy"], result["msg"]
     assert proxy.requests == []
-    assert len(server.requests) == 3
+    assert len(server.requests) == PROBE_REQUESTS
 
 
 def test_use_proxy_sends_other_hosts_through_the_proxy(serve, capsys, proxy_env):
@@ -726,6 +765,7 @@ def test_use_proxy_sends_other_hosts_through_the_proxy(serve, capsys, proxy_env)
         "http://mlflow.invalid:5000/health",
         "http://mlflow.invalid:5000/version",
         "http://mlflow.invalid:5000" + API_PATH,
+        "http://mlflow.invalid:5000" + SERVER_INFO,
     ]
     expected = "Basic " + base64.b64encode(b"squid:proxy-pw").decode()
     assert all(h["Proxy-Authorization"] == expected for _path, h in proxy.requests)
@@ -758,9 +798,9 @@ def test_use_proxy_false_reaches_a_non_loopback_address_directly(serve, capsys, 
     rc, result = run_module(capsys, url=server.url, use_proxy=use_proxy)
     assert rc == 0 and result["healthy"], result["msg"]
     if use_proxy:
-        assert len(proxy.requests) == 3 and server.requests == []
+        assert len(proxy.requests) == PROBE_REQUESTS and server.requests == []
     else:
-        assert proxy.requests == [] and len(server.requests) == 3
+        assert proxy.requests == [] and len(server.requests) == PROBE_REQUESTS
 
 
 @pytest.fixture
@@ -829,7 +869,7 @@ def test_https_goes_through_the_proxy_in_a_connect_tunnel(serve, certificate, ca
         capsys, url="https://mlflow.invalid", validate_certs=False, url_username="monitor", url_password=PASSWORD
     )
     assert rc == 0 and result["healthy"], result["msg"]
-    assert len(seen) == 3 and all(head.startswith("CONNECT mlflow.invalid:443 ") for head in seen)
+    assert len(seen) == PROBE_REQUESTS and all(head.startswith("CONNECT mlflow.invalid:443 ") for head in seen)
     # The credentials travel inside the TLS tunnel, never in the clear to the proxy.
     assert not any("Authorization" in head or PASSWORD in head for head in seen)
     assert all(h["Host"] == "mlflow.invalid" and h["Authorization"].startswith("Basic ") for _p, h in server.requests)
@@ -1086,3 +1126,49 @@ def test_a_tunnel_host_that_ssh_would_read_as_an_option_is_refused(serve, fake_s
     assert rc == 1 and "ssh_tunnel.host must be the Host alias of an ssh config block" in result["msg"]
     # Nothing ran: no ssh, no probe.
     assert not fake_ssh.exists() and server.requests == []
+
+
+@pytest.fixture(scope="module")
+def bare_python(tmp_path_factory):
+    """A real interpreter without mlflow: a new venv, with nothing installed."""
+    where = tmp_path_factory.mktemp("bare")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(where)], check=True)
+    return str(where / "bin" / "python")
+
+
+def test_a_client_of_the_servers_major_version_fits(serve, capsys):
+    # This venv's own interpreter, with its real mlflow (3.17.2).
+    server = serve(mlflow_like(version="3.17.2"))
+    rc, result = run_module(capsys, url=server.url, client_python=sys.executable)
+    assert rc == 0 and result["client"] == {"python": sys.executable, "version": "3.17.2", "fits": True, "fix": None}
+
+
+def test_a_client_a_major_version_apart_is_reported_with_the_command_that_fixes_it(serve, capsys):
+    server = serve(mlflow_like(version="2.22.1", server_info=None))
+    rc, result = run_module(capsys, url=server.url, client_python=sys.executable)
+    assert rc == 0 and result["healthy"] is True, result
+    assert result["client"] == {
+        "python": sys.executable,
+        "version": "3.17.2",
+        "fits": False,
+        "fix": f"{sys.executable} -m pip install 'mlflow>=2.22.1,<3'",
+    }
+
+
+def test_an_interpreter_without_mlflow_or_none_at_all_does_not_fit(serve, capsys, bare_python):
+    server = serve(mlflow_like())
+    rc, result = run_module(capsys, url=server.url, client_python=bare_python)
+    assert rc == 0 and result["client"] == {
+        "python": bare_python,
+        "version": None,
+        "fits": False,
+        "fix": f"{bare_python} -m pip install 'mlflow>=3.17.2,<4'",
+    }
+    rc, result = run_module(capsys, url=server.url, client_python="no-such-python3")
+    assert rc == 0 and result["client"]["version"] is None and result["client"]["python"] == "no-such-python3"
+
+
+def test_no_interpreter_no_comparison(serve, capsys):
+    server = serve(mlflow_like())
+    rc, result = run_module(capsys, url=server.url)
+    assert rc == 0 and result["client"] is None
