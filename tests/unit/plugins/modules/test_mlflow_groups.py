@@ -140,12 +140,6 @@ def test_arguments_it_cannot_use_are_refused_before_any_call(capsys, groups, mem
     assert code == 1 and says in out["msg"] and out["msg"].startswith("Nothing was changed"), out
 
 
-@pytest.fixture(scope="module")
-def mlflow_server(tmp_path_factory):
-    with running_mlflow(tmp_path_factory.mktemp("mlflow")) as url:
-        yield url
-
-
 def as_member(url, user, method, path, workspace, **kwargs):
     headers = {"X-MLFLOW-WORKSPACE": workspace}
     return requests.request(
@@ -153,8 +147,14 @@ def as_member(url, user, method, path, workspace, **kwargs):
     )
 
 
-def test_the_module_against_mlflow_itself(mlflow_server, capsys):
-    url = mlflow_server
+def test_the_module_against_mlflow_itself(tmp_path, capsys):
+    # Started and stopped inside the test: ansible-test runs each test in a process of its own, where a
+    # fixture wider than the test is never torn down (its server would outlive the run).
+    with running_mlflow(tmp_path) as url:
+        run_the_module_against(url, capsys)
+
+
+def run_the_module_against(url, capsys):
     args = {"url": url, "admin_username": ADMIN[0], "admin_password": ADMIN[1], "groups": [VISION, NLP]}
     members = [*MEMBERS, {"username": "nobody", "groups": ["vision"]}]
 
