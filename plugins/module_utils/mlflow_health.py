@@ -622,7 +622,8 @@ class HealthProbe:
     def _workspaces_enabled(self, version: str) -> bool | None:
         """Whether MLflow runs with workspaces (GET server-info, which needs no login); None where it cannot
         say (MLflow 2 has no such endpoint) or the answer is unreadable. Never a reason to call MLflow unhealthy."""
-        if not version.lstrip("v").split(".")[0].isdigit() or int(version.lstrip("v").split(".")[0]) < 3:
+        major = version.lstrip("v").split(".")[0]
+        if not major.isdigit() or int(major) < 3:
             return None
         try:
             code, body = self._get(SERVER_INFO_PATH, {}, "server_info")

@@ -2,8 +2,9 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Delete the traces older than a retention, in every experiment (deleted ones too) of every
-workspace, through the MLflow server (MLFLOW_TRACKING_URI, and the admin's login with authentication on). mlflow gc
-collects no traces. Run by mlflow-gc.service after gc, inside the MLflow container, on its stdin:
+workspace, through the MLflow server (MLFLOW_TRACKING_URI, and the admin's login with
+authentication on). mlflow gc collects no traces. Run by mlflow-gc.service after gc, inside the
+MLflow container, on its stdin:
 
     docker exec -i mlflow-server python - 30d < /usr/local/lib/mlflow-traces.py
 
@@ -83,8 +84,8 @@ def drop_artifacts(trace):
 
 
 def workspaces():
-    """Every workspace, each made the active one in turn, when MLflow runs with them; else [None]
-    (MLflow 2 has none, and MLflow 3 without them refuses the list)."""
+    """The names of every workspace when MLflow runs with them; else [None] (MLflow 2 has none, and
+    MLflow 3 without them refuses the list)."""
     import mlflow
 
     try:

@@ -11,6 +11,7 @@ from pathlib import Path
 from conftest import (
     ADMIN,
     PC,
+    PORTS,
     SECOND_ADMIN_PASSWORD,
     STORE,
     UPGRADED,
@@ -29,7 +30,6 @@ GROUPS = [
     {"name": "vision", "description": "Computer vision", "access": "READ"},
     {"name": "nlp", "description": "Language models", "access": "EDIT"},
 ]
-PORTS = {"ann": 5001, "ben": 5002, "cat": 5003}
 
 
 # Whose mlflow client counts: cat's is the PC's MLflow 3.17.2; ben names the system's Python, which has none.

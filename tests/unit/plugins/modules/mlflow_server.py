@@ -30,8 +30,8 @@ def free_port():
 
 
 @contextmanager
-def running_mlflow(where):
-    """Start MLflow in the folder where; yield its URL; stop it."""
+def running_mlflow(where, workspaces=True):
+    """Start MLflow in the folder where (with workspaces on, or off); yield its URL; stop it."""
     if not shutil.which("mlflow", path=os.path.dirname(sys.executable)):
         pytest.fail("the venv has no mlflow: run scripts/setup.sh")
     ini = where / "basic_auth.ini"
@@ -48,7 +48,7 @@ def running_mlflow(where):
         "MLFLOW_FLASK_SERVER_SECRET_KEY": "test-only",
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
         # As the server role turns workspaces on: in the environment, which every mlflow command reads.
-        "MLFLOW_ENABLE_WORKSPACES": "true",
+        "MLFLOW_ENABLE_WORKSPACES": "true" if workspaces else "false",
     }
     argv = [os.path.join(os.path.dirname(sys.executable), "mlflow"), "server", "--app-name", "basic-auth"]
     argv += ["--backend-store-uri", f"sqlite:///{where}/mlflow.db"]

@@ -186,27 +186,12 @@ def run_the_module_against(url, capsys):
     assert created.status_code == 200, created.text
 
 
-def test_a_server_without_workspaces_is_refused_with_what_to_do(capsys):
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-    from threading import Thread
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            body = b'{"store_type": "SqlStore", "workspaces_enabled": false}'
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        code, out = run(
-            m, capsys, url=f"http://127.0.0.1:{server.server_port}", admin_password="x" * 12, groups=[VISION]
-        )
-    finally:
-        server.shutdown()
+def test_a_server_without_workspaces_is_refused_with_what_to_do(tmp_path, capsys):
+    with running_mlflow(tmp_path, workspaces=False) as url:
+        code, out = run(m, capsys, url=url, admin_username=ADMIN[0], admin_password=ADMIN[1], groups=[VISION])
+        # Nothing was made: MLflow holds no role of the module's.
+        roles = requests.get(url + "/api/3.0/mlflow/roles/list", auth=ADMIN, timeout=30)
     assert code == 1 and "runs without workspaces" in out["msg"] and "mlflow_server_workspaces: true" in out["msg"], out
+    assert roles.status_code == 200 and [r for r in roles.json().get("roles", []) if r["name"] == m.ROLE] == [], (
+        roles.text
+    )
