@@ -31,7 +31,8 @@ def free_port():
 
 @contextmanager
 def running_mlflow(where, workspaces=True):
-    """Start MLflow in the folder where (with workspaces on, or off); yield its URL; stop it."""
+    """Start MLflow in the folder where (with workspaces on, or off); yield its URL; stop it. A
+    folder may be started again, with workspaces turned on in between."""
     if not shutil.which("mlflow", path=os.path.dirname(sys.executable)):
         pytest.fail("the venv has no mlflow: run scripts/setup.sh")
     ini = where / "basic_auth.ini"
@@ -41,6 +42,8 @@ def running_mlflow(where, workspaces=True):
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
         "grant_default_workspace_access = true\n"
     )
+    # A store started again keeps its users.
+    new = not (where / "basic_auth.db").exists()
     port = free_port()
     env = {
         **os.environ,
@@ -67,7 +70,7 @@ def running_mlflow(where, workspaces=True):
     else:
         server.kill()
         pytest.fail("MLflow did not start: " + Path(where / "server.log").read_text()[-2000:])
-    for user in ("ann", "ben", "cat"):
+    for user in ("ann", "ben", "cat") if new else ():
         answer = requests.post(
             url + "/api/2.0/mlflow/users/create", auth=ADMIN, json={"username": user, "password": f"{user}-Secret-123"}
         )
