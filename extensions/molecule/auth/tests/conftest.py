@@ -100,6 +100,38 @@ elif action == "doomed":
         client.delete_run(run.info.run_id)
         return {"run_id": run.info.run_id, "experiment_id": experiment}
     answer(doomed)
+elif action == "history":
+    def history():
+        import os, tempfile
+        experiment = mlflow.set_experiment(args[0]).experiment_id
+        for number in range(2):
+            with mlflow.start_run(experiment_id=experiment), tempfile.TemporaryDirectory() as scratch:
+                os.makedirs(os.path.join(scratch, "plots"))
+                for name in ("model.bin", "plots/loss.txt"):
+                    with open(os.path.join(scratch, name), "wb") as stream:
+                        stream.write(os.urandom(4096))
+                mlflow.log_artifacts(scratch)
+        return {"experiment_id": experiment}
+    answer(history)
+elif action == "fetch":
+    def fetch():
+        import hashlib, os, tempfile
+        experiment = client.get_experiment_by_name(args[0])
+        if experiment is None:
+            raise MlflowException(f"no experiment {args[0]}", error_code="RESOURCE_DOES_NOT_EXIST")
+        sums = {}
+        for run in client.search_runs([experiment.experiment_id]):
+            with tempfile.TemporaryDirectory() as scratch:
+                root = client.download_artifacts(run.info.run_id, "", scratch)
+                for folder, _dirs, files in os.walk(root):
+                    for name in files:
+                        path = os.path.join(folder, name)
+                        with open(path, "rb") as stream:
+                            where = os.path.relpath(path, root)
+                            key = f"{experiment.experiment_id}/{run.info.run_id}/artifacts/{where}"
+                            sums[key] = hashlib.sha256(stream.read()).hexdigest()
+        return sums
+    answer(fetch)
 """
 
 

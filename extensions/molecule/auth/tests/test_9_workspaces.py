@@ -96,6 +96,19 @@ def test_groups_are_refused_until_the_server_has_workspaces(host):
     assert not host.user("cat").exists
 
 
+def test_members_have_history_from_before_the_groups(ledger):
+    """Experiments with artifacts that ann (vision-history) and ben (nlp-history) made before the
+    groups: they stay in the workspace default until the adoption moves them (test_9_workspaces_adopt)."""
+    for who, name in (("ann", "vision-history"), ("ben", "nlp-history")):
+        with Tunnel(who):
+            made = mlflow_as(who, "history", name)
+            assert made["status"] == 200, made
+            fetched = mlflow_as(who, "fetch", name)
+        # The control of the adoption's check: 2 runs, 2 files each, served as they were logged.
+        assert fetched["status"] == 200 and len(fetched["value"]) == 4, fetched
+        ledger[name] = fetched["value"]
+
+
 def test_turning_groups_on_restarts_mlflow_with_workspaces_and_members_keep_what_they_saw(host, ledger):
     with Tunnel("ann"):
         before = mlflow_as("ann", "log", "ann-before-groups", "ann")
