@@ -120,9 +120,29 @@ def count_files(root):
     return sum(len(files) for _directory, _subdirs, files in os.walk(root)) if os.path.isdir(root) else 0
 
 
+# What MLflow 3 keeps per workspace, and checks at its start without workspaces: it refuses to
+# start then while any of them lies outside the workspace default.
+WORKSPACE_TABLES = ("experiments", "registered_models", "webhooks")
+
+
+def workspaces_in_use(conn):
+    """The workspaces that hold experiments, registered models or webhooks, sorted ([] before
+    MLflow 3's workspace column)."""
+    found = set()
+    for table in WORKSPACE_TABLES:
+        if _table_exists(conn, table) and "workspace" in [
+            row[1] for row in conn.execute(f"PRAGMA table_info({table})")
+        ]:
+            found.update(row[0] for row in conn.execute(f"SELECT DISTINCT workspace FROM {table}"))  # noqa: S608 - names from constants
+    return sorted(found)
+
+
 def database_info(path, auth=False):
-    """What a database file holds, without changing it; a corrupt file is reported, not raised."""
+    """What a database file holds, without changing it; a corrupt file is reported, not raised.
+    A tracking database's also says which workspaces hold experiments."""
     info = {"exists": os.path.isfile(path), "size": 0, "schema_revision": None, "counts": {}, "error": None}
+    if not auth:
+        info["workspaces"] = []
     if not info["exists"]:
         return info
     info["size"] = os.path.getsize(path)
@@ -132,6 +152,8 @@ def database_info(path, auth=False):
         conn = open_ro(path)
         try:
             revision, counts = (auth_facts if auth else tracking_facts)(conn)
+            if not auth:
+                info["workspaces"] = workspaces_in_use(conn)
         finally:
             conn.close()
     except sqlite3.Error as error:
@@ -194,7 +216,8 @@ def db_service_info(db):
         failed = {"exists": False, "size": None, "schema_revision": None, "counts": {}, "error": str(error)}
         return failed, dict(failed, error=None)
     db = {"exists": True, "size": None, "schema_revision": facts["schema_revision"], "counts": facts["counts"]}
-    db.update(error=None, tables=facts["tables"])
+    # The workspaces are read from SQLite files only.
+    db.update(error=None, tables=facts["tables"], workspaces=None)
     auth = facts["auth"] or {"schema_revision": None, "counts": {}}
     auth_db = {"exists": facts["auth"] is not None, "size": None, "error": None, **auth}
     return db, auth_db

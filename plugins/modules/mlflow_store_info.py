@@ -74,12 +74,23 @@ db:
       description: Rows of experiments, runs, active runs, metrics, params and tags.
       type: dict
       returned: always
+    workspaces:
+      description:
+        - The workspaces that hold experiments, registered models or webhooks (MLflow 3), sorted; V([]) for a
+          database without them or without workspaces.
+        - V(null) with O(postgres), whose database is not read for them.
+      type: list
+      elements: str
+      returned: always
+      version_added: 0.6.0
     error:
       description: Why it could not be read, or V(null).
       type: str
       returned: always
 auth_db:
-  description: C(basic_auth.db) or the basic-auth tables, with the keys of RV(db) (counts of users and permissions).
+  description: >-
+    C(basic_auth.db) or the basic-auth tables, with the keys of RV(db) but RV(db.workspaces) (counts of users and
+    permissions).
   returned: always
   type: dict
 sqlite:

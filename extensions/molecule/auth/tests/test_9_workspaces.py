@@ -96,9 +96,10 @@ def test_groups_are_refused_until_the_server_has_workspaces(host):
     assert not host.user("cat").exists
 
 
-def test_members_have_history_from_before_the_groups(ledger):
+def test_members_have_history_from_before_the_groups(host, ledger):
     """Experiments with artifacts that ann (vision-history) and ben (nlp-history) made before the
-    groups: they stay in the workspace default until the adoption moves them (test_9_workspaces_adopt)."""
+    groups: they stay in the workspace default until the adoption moves them (test_9_workspaces_adopt).
+    (With the host, as every test here: testinfra keeps the tests that take it in their order.)"""
     for who, name in (("ann", "vision-history"), ("ben", "nlp-history")):
         with Tunnel(who):
             made = mlflow_as(who, "history", name)

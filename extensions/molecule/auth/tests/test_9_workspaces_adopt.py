@@ -88,3 +88,21 @@ def test_adopted_runs_download_in_their_group_with_the_backups_sha256(host, ledg
     assert again.rc == 0 and again.changed == 0, again.failures
     assert "Moving nothing. In their groups already: nlp-history, vision-history" in again.stdout, again.stdout[-3000:]
     assert host.check_output(f"ls -1d {BACKUPS}/*-pre-adopt | tail -1") == backup
+
+
+def test_workspaces_cannot_be_turned_off_while_the_groups_hold_experiments(host):
+    # The control: MLflow's own start without workspaces refuses this store.
+    control = host.run(
+        "docker exec -e MLFLOW_ENABLE_WORKSPACES=false mlflow-server python -c "
+        '"from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as Store; '
+        "Store('sqlite:////mlflow/db/mlflow.db', '/mlflow/mlruns')\""
+    )
+    assert control.rc != 0 and "Cannot disable workspaces" in control.stderr, control.stdout + control.stderr
+    started = host.check_output("docker inspect -f '{{.State.StartedAt}}' mlflow-server")
+
+    refused = run_playbook(host, "site.yml", {**GROUPS_ON, "mlflow_server_workspaces": False})
+    assert refused.rc != 0
+    assert "but experiments or models lie in the workspaces nlp, vision of" in refused.stdout, refused.failures
+    assert host.check_output("docker inspect -f '{{.State.StartedAt}}' mlflow-server") == started
+    status, info = api(host, "/api/3.0/mlflow/server-info")
+    assert status == 200 and info["workspaces_enabled"] is True, info

@@ -5,6 +5,7 @@ the aliases, users and paths below are the ones molecule.yml and converge.yml gi
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -94,9 +95,23 @@ def mlflow_tunnel(*args, helper=HELPER, config=CONFIG):
     )
 
 
+# Every short_dir of the session, removed at its end.
+SHORT_DIRS = []
+
+
 def short_dir(prefix):
-    """A directory with a short path, for control sockets (ssh's limit); removed by the caller."""
-    return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    """A directory with a short path, for control sockets (ssh's limit); removed at the end of the
+    session at the latest."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    SHORT_DIRS.append(path)
+    return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def remove_short_dirs():
+    yield
+    for path in SHORT_DIRS:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def run_client_role(extra_vars, *flags):

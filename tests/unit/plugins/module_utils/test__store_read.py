@@ -102,3 +102,21 @@ def test_the_image_that_wrote_the_data_is_the_mlflow_service_s_whatever_comes_fi
     assert _store_read.store_info(str(store_dir))["compose_image"] == "mlops/mlflow:2.22.1-full"
     (store_dir / "docker-stack.yml").write_text('services:\n  mlflow-server:\n    image: "mlops/mlflow:3.17.2-full"\n')
     assert _store_read.store_info(str(store_dir))["compose_image"] == "mlops/mlflow:3.17.2-full"
+
+
+def test_store_info_names_the_workspaces_that_hold_experiments(served, tmp_path):
+    assert _store_read.store_info(str(served))["db"]["workspaces"] == ["default"]
+    with sqlite3.connect(served / "db" / "mlflow.db") as conn:
+        conn.execute(
+            "UPDATE experiments SET workspace = 'vision' "
+            "WHERE experiment_id = (SELECT max(experiment_id) FROM experiments)"
+        )
+    assert _store_read.store_info(str(served))["db"]["workspaces"] == ["default", "vision"]
+    # Before MLflow 3's workspace column, and without a database: none.
+    older = tmp_path / "older.db"
+    with sqlite3.connect(older) as conn:
+        conn.execute("CREATE TABLE experiments (experiment_id INTEGER, name TEXT)")
+        conn.execute("INSERT INTO experiments VALUES (0, 'Default')")
+    assert _store_read.database_info(str(older))["workspaces"] == []
+    assert _store_read.database_info(str(tmp_path / "missing.db"))["workspaces"] == []
+    assert "workspaces" not in _store_read.database_info(str(served / "db" / "basic_auth.db"), auth=True)

@@ -52,6 +52,8 @@ def running_mlflow(where, workspaces=True):
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
         # As the server role turns workspaces on: in the environment, which every mlflow command reads.
         "MLFLOW_ENABLE_WORKSPACES": "true" if workspaces else "false",
+        # MLflow's lock files (db_init_lock-*) in the test's folder, not in /tmp.
+        "TMPDIR": str(where),
     }
     argv = [os.path.join(os.path.dirname(sys.executable), "mlflow"), "server", "--app-name", "basic-auth"]
     argv += ["--backend-store-uri", f"sqlite:///{where}/mlflow.db"]

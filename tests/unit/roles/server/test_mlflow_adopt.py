@@ -81,6 +81,7 @@ def adopt(where, action, wanted):
     env = {
         **os.environ,
         "MLFLOW_ADOPT_MLRUNS": str(where / "mlruns"),
+        "TMPDIR": str(where),
         "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
     }
     argv = [sys.executable, str(SCRIPT), action, f"sqlite:///{where}/mlflow.db", json.dumps(wanted)]
