@@ -10,6 +10,7 @@ be served from another workspace is refused, and a failed move puts the folders 
 
 from __future__ import annotations
 
+import atexit
 import fcntl
 import hashlib
 import json
@@ -18,6 +19,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -72,7 +74,9 @@ def as_admin(url, *argv):
         "MLFLOW_TRACKING_USERNAME": ADMIN[0],
         "MLFLOW_TRACKING_PASSWORD": ADMIN[1],
     }
-    answer = subprocess.run([sys.executable, "-c", CLIENT, *argv], env=env, capture_output=True, text=True, timeout=300)
+    answer = subprocess.run(
+        [sys.executable, "-c", CLIENT, *argv], env=env, capture_output=True, text=True, timeout=300, check=False
+    )
     assert answer.returncode == 0, answer.stderr[-2000:]
     return json.loads(answer.stdout.strip().splitlines()[-1] or "{}") if argv[0] != "make" else None
 
@@ -85,7 +89,7 @@ def adopt(where, action, wanted):
         "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
     }
     argv = [sys.executable, str(SCRIPT), action, f"sqlite:///{where}/mlflow.db", json.dumps(wanted)]
-    answer = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+    answer = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert answer.returncode == 0, answer.stdout + answer.stderr[-2000:]
     return json.loads(answer.stdout.strip().splitlines()[-1])
 
@@ -117,12 +121,24 @@ def build_lab_store(where):
     return before
 
 
+# Where the lab store is built once for every test of this file. Made at import, in the process that
+# collects the tests: ansible-test runs each test in a process forked from it, whose own temporary
+# folders (tmp_path_factory's too) are its alone. Removed when that process ends.
+LAB = Path(tempfile.mkdtemp(prefix="mlops-adopt-lab-"))
+LAB_OWNER = os.getpid()
+
+
+@atexit.register
+def remove_lab():
+    if os.getpid() == LAB_OWNER:
+        shutil.rmtree(LAB, ignore_errors=True)
+
+
 @pytest.fixture
-def lab_store(tmp_path, tmp_path_factory):
-    """A copy, in tmp_path, of the lab store, built once for every test (which ansible-test runs
-    each in a process of its own, under one base folder)."""
-    built = tmp_path_factory.getbasetemp() / "adopt-lab-store"
-    with open(tmp_path_factory.getbasetemp() / "adopt-lab-store.lock", "w") as lock:
+def lab_store(tmp_path):
+    """A copy, in tmp_path, of the lab store (built by the first test that asks)."""
+    built = LAB / "store"
+    with open(LAB / "lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (built / "before.json").exists():
             shutil.rmtree(built, ignore_errors=True)
