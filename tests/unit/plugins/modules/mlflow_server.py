@@ -83,3 +83,14 @@ def running_mlflow(where, workspaces=True):
         server.terminate()
         server.wait(timeout=30)
         log.close()
+
+
+def as_admin(url, *argv):
+    """python argv... as that server's MLflow admin (its address and login in the environment)."""
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": url,
+        "MLFLOW_TRACKING_USERNAME": ADMIN[0],
+        "MLFLOW_TRACKING_PASSWORD": ADMIN[1],
+    }
+    return subprocess.run([sys.executable, *argv], env=env, capture_output=True, text=True, check=False, timeout=300)

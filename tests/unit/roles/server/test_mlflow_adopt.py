@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from ansible_collections.mlops.mlflow.tests.unit.plugins.modules.mlflow_server import ADMIN, running_mlflow
+from ansible_collections.mlops.mlflow.tests.unit.plugins.modules.mlflow_server import as_admin, running_mlflow
 
 SCRIPT = Path(__file__).resolve().parents[4] / "roles" / "server" / "files" / "mlflow_adopt.py"
 # As the admin: log runs with artifacts ("log" workspace experiment...), make workspaces ("make"
@@ -67,16 +67,9 @@ print(json.dumps(sums))
 """
 
 
-def as_admin(url, *argv):
-    env = {
-        **os.environ,
-        "MLFLOW_TRACKING_URI": url,
-        "MLFLOW_TRACKING_USERNAME": ADMIN[0],
-        "MLFLOW_TRACKING_PASSWORD": ADMIN[1],
-    }
-    answer = subprocess.run(
-        [sys.executable, "-c", CLIENT, *argv], env=env, capture_output=True, text=True, timeout=300, check=False
-    )
+def client(url, *argv):
+    """CLIENT as the admin; what it printed."""
+    answer = as_admin(url, "-c", CLIENT, *argv)
     assert answer.returncode == 0, answer.stderr[-2000:]
     return json.loads(answer.stdout.strip().splitlines()[-1] or "{}") if argv[0] != "make" else None
 
@@ -113,11 +106,11 @@ def build_lab_store(where):
     vision and nlp made with workspaces on, and in default an experiment made after that (late).
     Returns what each experiment's artifacts were, as the server gave them before any move."""
     with running_mlflow(where, workspaces=False) as url:
-        as_admin(url, "log", "-", "resnet", "bert", "keep")
-        before = as_admin(url, "fetch", "-", "resnet", "bert", "keep")
+        client(url, "log", "-", "resnet", "bert", "keep")
+        before = client(url, "fetch", "-", "resnet", "bert", "keep")
     with running_mlflow(where, workspaces=True) as url:
-        as_admin(url, "make", "vision", "nlp")
-        as_admin(url, "log", "default", "late")
+        client(url, "make", "vision", "nlp")
+        client(url, "log", "default", "late")
     return before
 
 
@@ -175,10 +168,10 @@ def test_adopted_experiments_are_served_from_their_group_with_every_byte(lab_sto
     assert (store / "mlruns" / "workspaces" / "vision" / ids["resnet"]).is_dir()
 
     with running_mlflow(store, workspaces=True) as url:
-        assert as_admin(url, "fetch", "vision", "resnet") == {"resnet": before["resnet"]}
-        assert as_admin(url, "fetch", "nlp", "bert") == {"bert": before["bert"]}
+        assert client(url, "fetch", "vision", "resnet") == {"resnet": before["resnet"]}
+        assert client(url, "fetch", "nlp", "bert") == {"bert": before["bert"]}
         # What stayed in default is served as before.
-        assert as_admin(url, "fetch", "default", "keep") == {"keep": before["keep"]}
+        assert client(url, "fetch", "default", "keep") == {"keep": before["keep"]}
 
     # A second run has nothing left to do.
     again = adopt(store, "plan", wanted)

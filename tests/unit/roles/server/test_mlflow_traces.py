@@ -8,14 +8,13 @@ the traces of every workspace, as the admin, against a real MLflow 3 server (thi
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from ansible_collections.mlops.mlflow.tests.unit.plugins.modules.mlflow_server import ADMIN, running_mlflow
+from ansible_collections.mlops.mlflow.tests.unit.plugins.modules.mlflow_server import as_admin, running_mlflow
 
 SCRIPT = Path(__file__).resolve().parents[4] / "roles" / "server" / "files" / "mlflow_traces.py"
 # Logs one trace in each workspace named, as the admin, and counts them per workspace.
@@ -32,16 +31,6 @@ for workspace in workspaces:
     counts[workspace] = len(mlflow.MlflowClient().search_traces(locations=[experiment]))
 print(json.dumps(counts))
 """
-
-
-def as_admin(url, *argv):
-    env = {
-        **os.environ,
-        "MLFLOW_TRACKING_URI": url,
-        "MLFLOW_TRACKING_USERNAME": ADMIN[0],
-        "MLFLOW_TRACKING_PASSWORD": ADMIN[1],
-    }
-    return subprocess.run([sys.executable, *argv], env=env, capture_output=True, text=True, check=False, timeout=300)
 
 
 def test_traces_older_than_the_retention_go_in_every_workspace(tmp_path):
