@@ -16,11 +16,13 @@ wheels += glob.glob("/usr/share/python-wheels/pip-*.whl")
 if not wheels:
     sys.exit(f"pip_bootstrap: no pip wheel beside ensurepip or in /usr/share/python-wheels for {sys.executable}")
 wheel = wheels[0]
-unpacked = tempfile.mkdtemp(prefix="pip-bootstrap-")
-with zipfile.ZipFile(wheel) as archive:
-    archive.extractall(unpacked)
-sys.path.insert(0, unpacked)
+with tempfile.TemporaryDirectory(prefix="pip-bootstrap-") as unpacked:
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(unpacked)
+    sys.path.insert(0, unpacked)
 
-from pip._internal.cli.main import main  # noqa: E402  (importable only after the path insert)
+    # Importable only after the path insert.
+    from pip._internal.cli.main import main
 
-sys.exit(main(["install", *options]))
+    status = main(["install", *options])
+sys.exit(status)

@@ -125,16 +125,16 @@ docs_site() (
 
 # The build must be warning-free, carry the license text every file header points to
 # ("see COPYING"), and ship no venv, cache or image archive.
-galaxy_build() {
-  local out
+galaxy_build() (
   out=$(mktemp -d)
+  trap 'rm -rf "$out"' EXIT
   ansible-galaxy collection build --force --output-path "$out" 2>&1 | tee "$out/build.log"
   ! grep -qi warning "$out/build.log" || return 1
   # Listed to a file first: `grep -q` leaves early, and tar's SIGPIPE would fail the pipe.
   tar -tzf "$out"/mlops-mlflow-*.tar.gz >"$out/files.txt"
   grep -qx COPYING "$out/files.txt" || { echo "the build has no COPYING"; return 1; }
   ! grep -E '(^|/)(\.venv|\.cache|__pycache__|collections)/|\.tar$' "$out/files.txt" || return 1
-}
+)
 
 if want lint; then
   run ruff bash -c 'ruff check . && ruff format --check .'
