@@ -118,7 +118,8 @@ elif action == "fetch":
         import hashlib, os, tempfile
         experiment = client.get_experiment_by_name(args[0])
         if experiment is None:
-            raise MlflowException(f"no experiment {args[0]}", error_code="RESOURCE_DOES_NOT_EXIST")
+            from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST
+            raise MlflowException(f"no experiment {args[0]}", error_code=RESOURCE_DOES_NOT_EXIST)
         sums = {}
         for run in client.search_runs([experiment.experiment_id]):
             with tempfile.TemporaryDirectory() as scratch:
