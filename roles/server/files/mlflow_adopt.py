@@ -169,6 +169,11 @@ def make_parent(workspace, owner):
             os.chown(path, owner.st_uid, owner.st_gid, follow_symlinks=False)
 
 
+def put_back(workspace, renamed):
+    for experiment_id in reversed(renamed):
+        os.rename(os.path.join(MLRUNS, "workspaces", workspace, experiment_id), os.path.join(MLRUNS, experiment_id))
+
+
 def move(uri, wanted):
     result = plan(uri, wanted)
     if result["problems"]:
@@ -177,22 +182,21 @@ def move(uri, wanted):
     for workspace in sorted({entry["workspace"] for entry in result["moves"]}):
         entries = [entry for entry in result["moves"] if entry["workspace"] == workspace]
         renamed = []
-        for entry in entries:
-            source = os.path.join(MLRUNS, entry["id"])
-            if not is_real_dir(source):
-                continue  # No run of it logged an artifact.
-            make_parent(workspace, os.lstat(source))
-            os.rename(source, os.path.join(MLRUNS, "workspaces", workspace, entry["id"]))
-            renamed.append(entry["id"])
-        answer = move_resources(uri, workspace, [entry["name"] for entry in entries], dry_run=False)
-        if answer.returncode != 0:
-            for experiment_id in renamed:
-                moved_to = os.path.join(MLRUNS, "workspaces", workspace, experiment_id)
-                os.rename(moved_to, os.path.join(MLRUNS, experiment_id))
-            result["problems"].append(
-                f"mlflow db move-resources to {workspace} failed, its folders were put back: "
-                + (answer.stderr or answer.stdout).strip()[-1500:]
-            )
+        try:
+            for entry in entries:
+                source = os.path.join(MLRUNS, entry["id"])
+                if not is_real_dir(source):
+                    continue  # No run of it logged an artifact.
+                make_parent(workspace, os.lstat(source))
+                os.rename(source, os.path.join(MLRUNS, "workspaces", workspace, entry["id"]))
+                renamed.append(entry["id"])
+            answer = move_resources(uri, workspace, [entry["name"] for entry in entries], dry_run=False)
+            failure = None if answer.returncode == 0 else (answer.stderr or answer.stdout).strip()[-1500:]
+        except OSError as error:
+            failure = str(error)
+        if failure is not None:
+            put_back(workspace, renamed)
+            result["problems"].append(f"the move to {workspace} failed, its folders were put back: {failure}")
             break
         moved.extend(entries)
     result["moved"] = moved

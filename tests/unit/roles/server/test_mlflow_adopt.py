@@ -210,7 +210,10 @@ def test_a_failed_move_puts_the_folders_back(lab_store):
             "CREATE TRIGGER planted BEFORE UPDATE ON experiments BEGIN SELECT RAISE(ABORT, 'planted failure'); END"
         )
     failed = adopt(store, "move", {"vision": ["resnet"]})
-    assert any("its folders were put back" in p and "planted failure" in p for p in failed["problems"]), failed
+    assert any(
+        "the move to vision failed, its folders were put back" in p and "planted failure" in p
+        for p in failed["problems"]
+    ), failed
     assert failed["moved"] == []
     assert on_disk(store / "mlruns") == files
     assert workspace_of(store, "resnet") == "default"
