@@ -13,7 +13,7 @@ stages=("$@")
 
 # The engine first; then the images (minutes on a fresh machine), which only Molecule
 # needs, build in the background from the start: beside the venv's install, lint, sanity,
-# units, the docs and the functional tests, and only when Molecule is asked for.
+# units and the docs, and only when Molecule is asked for.
 bash scripts/engine.sh || { echo "summary: setup failed (the Docker engine)"; exit 1; }
 # ansible-test sanity runs shellcheck on the scripts; installed before the image build
 # starts, whose debootstrap may need apt too.
@@ -24,11 +24,17 @@ logs="$root/.cache/logs"
 mkdir -p "$logs"
 images_started=$SECONDS images_pid=
 if [[ " ${stages[*]} " == *" molecule "* ]]; then
-  bash scripts/images.sh >"$logs/images.log" 2>&1 &
+  # Its own time, into a file: the wait below may come long after it ended.
+  (
+    bash scripts/images.sh >"$logs/images.log" 2>&1
+    rc=$?
+    echo $((SECONDS - images_started)) >"$logs/images.took"
+    exit $rc
+  ) &
   images_pid=$!
 fi
 if ! MLFLOW_SETUP_IMAGES=0 bash scripts/setup.sh; then
-  [ -z "$images_pid" ] || kill "$images_pid" 2>/dev/null
+  [ -z "$images_pid" ] || { pkill -P "$images_pid"; kill "$images_pid"; } 2>/dev/null
   echo "summary: setup failed"
   exit 1
 fi
@@ -59,9 +65,10 @@ if [ "$free_gb" -lt 25 ]; then
 fi
 passed=0 failed=0 skipped=0
 
-# budget NAME SECONDS: a Molecule scenario's time against its budget (extensions/molecule/budgets).
+# budget NAME SECONDS: a Molecule scenario's or the functional tests' time against its budget
+# (extensions/molecule/budgets).
 budget() {
-  [[ $1 == molecule-* ]] || return 0
+  [[ $1 == molecule-* || $1 == functional ]] || return 0
   awk -v s="${1#molecule-}" -v t="$2" '$1 == s {
     printf "[%.1f of %d min%s] ", t / 60, $2, (t > $2 * 60 ? ", OVER BUDGET" : "") }' extensions/molecule/budgets
 }
@@ -154,7 +161,12 @@ fi
 if want docs; then
   run docs docs_site "$copy"
 fi
-if want functional; then
+# The functional tests need no image: with the two lanes (below), they run first in the lane that
+# extensions/molecule/budgets gives them, beside the other lane's scenarios, and not before both.
+functional_in_lane=false
+if want functional && want molecule && [ -z "${MOLECULE_SCENARIOS:-}" ] && [ "${MOLECULE_LANES:-2}" != 1 ]; then
+  functional_in_lane=true
+elif want functional; then
   run functional pytest -q tests/functional
 fi
 # Every stage before this one ran beside the image build; Molecule needs the images.
@@ -163,11 +175,16 @@ if [ -n "$images_pid" ]; then
   wait "$images_pid"
   images_rc=$?
   if [ $images_rc -eq 0 ]; then
-    passed=$((passed + 1)); results+=("PASS  images ($((SECONDS - images_started))s, in the background)")
+    passed=$((passed + 1)); results+=("PASS  images ($(cat "$logs/images.took")s, in the background)")
   else
     failed=$((failed + 1)); results+=("FAIL  images (rc=$images_rc)  log: $logs/images.log")
     tail -40 "$logs/images.log"
   fi
+fi
+
+# Without the images no lane runs: the functional tests run on their own then.
+if [ $images_rc -ne 0 ] && [ "$functional_in_lane" = true ]; then
+  run functional pytest -q tests/functional
 fi
 
 # lane N SCENARIO...: the scenarios one after another, their outcomes into $logs/lane-N.
@@ -184,7 +201,11 @@ lane() (
   trap 'rm -rf "$ANSIBLE_HOME"' EXIT
   results=() passed=0 failed=0
   for scenario in "$@"; do
-    run "molecule-$scenario" molecule test -s "$scenario"
+    if [ "$scenario" = functional ]; then
+      [ "$functional_in_lane" = false ] || run functional pytest -q tests/functional
+    else
+      run "molecule-$scenario" molecule test -s "$scenario"
+    fi
   done
   results+=("      lane $n: $* ($((SECONDS - started))s)")
   { echo "$passed $failed"; printf '%s\n' "${results[@]}"; } >"$logs/lane-$n"
@@ -205,7 +226,7 @@ if want molecule && [ $images_rc -eq 0 ]; then
   elif [ "${MOLECULE_LANES:-2}" = 1 ]; then
     lanes=1
     # shellcheck disable=SC2046 # a list of names
-    lane 1 $(awk '!/^#/ && NF {print $1}' "$budgets")
+    lane 1 $(awk '!/^#/ && NF && $1 != "functional" {print $1}' "$budgets")
   else
     lanes=$(awk '!/^#/ && NF {print $3}' "$budgets" | sort -u)
     for n in $lanes; do
