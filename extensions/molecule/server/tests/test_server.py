@@ -185,6 +185,34 @@ def test_runs_survive_compose_down_up_and_container_removal(host, mlflow, tmp_pa
     assert_run_intact(mlflow, run, tmp_path / "after-rm", in_order=True)
 
 
+HEALTH_WAIT = "Wait until MLflow answers healthy through its API"
+ASK_HEALTH = "python3 -c \"import urllib.request; urllib.request.urlopen('http://127.0.0.1:500/health')\""
+
+
+def test_a_re_run_leaves_a_healthy_mlflow_alone_and_starts_a_stopped_one(host, mlflow, tmp_path):
+    """The host read decides: a converge that finds MLflow running healthy on its image, with nothing
+    else to change, neither touches nor asks it; one that finds it stopped starts it and waits."""
+    role_logic_on_one_platform(host)
+    run = log_run(mlflow, tmp_path, "stopped-by-hand")
+    assert wait_healthy(host)
+    started = host.check_output("docker inspect -f '{{.Id}} {{.State.StartedAt}}' mlflow-server")
+    result, report, failed = converge(host)
+    assert result.returncode == 0 and not failed, failed
+    assert report["stats"][host.backend.get_hostname()]["changed"] == 0
+    assert HEALTH_WAIT not in tasks_run(report, host)
+    assert host.check_output("docker inspect -f '{{.Id}} {{.State.StartedAt}}' mlflow-server") == started
+
+    host.check_output("docker stop mlflow-server")
+    # The control: stopped, MLflow answers nothing.
+    assert host.run(ASK_HEALTH).rc != 0
+    result, report, failed = converge(host)
+    assert result.returncode == 0 and not failed, failed
+    assert HEALTH_WAIT in tasks_run(report, host)
+    assert json.loads(host.check_output("docker inspect -f '{{json .State.Running}}' mlflow-server")) is True
+    assert host.run(ASK_HEALTH).rc == 0
+    assert_run_intact(mlflow, run, tmp_path / "after-restart")
+
+
 def role_logic_on_one_platform(host):
     """Re-converging costs half a minute per run; tasks that do not depend on the engine run on debian13 only."""
     if host.backend.get_hostname() != "debian13":
