@@ -256,6 +256,16 @@ class Target:
         """Both stacks down, both store directories and the role's image cache gone (what a cold run starts from)."""
         self.exec(RESET)
 
+    def wait_docker_healthy(self, name="mlflow-server", timeout=120):
+        """Wait, untimed, until Docker's own health check says the container is healthy."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = self.exec(f"docker inspect -f '{{{{.State.Health.Status}}}}' {name}", check=False).stdout.strip()
+            if status == "healthy":
+                return
+            time.sleep(1)
+        raise SystemExit(f"{name} did not turn healthy in {timeout} s")
+
     def container_id(self, name="mlflow-server"):
         """The full id of a container of the target's inner engine (its cgroup is /docker/<id> on this host)."""
         return self.exec(f"docker inspect -f '{{{{.Id}}}}' {name}").stdout.strip()
