@@ -163,8 +163,16 @@ if want docs; then
 fi
 # The functional tests need no image: with the two lanes (below), they run first in the lane that
 # extensions/molecule/budgets gives them, beside the other lane's scenarios, and not before both.
+# How the scenarios run (below): the named ones, all in one lane, or the budgets' two lanes.
+if [ -n "${MOLECULE_SCENARIOS:-}" ]; then
+  molecule_lanes=named
+elif [ "${MOLECULE_LANES:-2}" = 1 ]; then
+  molecule_lanes=one
+else
+  molecule_lanes=two
+fi
 functional_in_lane=false
-if want functional && want molecule && [ -z "${MOLECULE_SCENARIOS:-}" ] && [ "${MOLECULE_LANES:-2}" != 1 ]; then
+if want functional && want molecule && [ "$molecule_lanes" = two ]; then
   functional_in_lane=true
 elif want functional; then
   run functional pytest -q tests/functional
@@ -219,11 +227,11 @@ budgets=extensions/molecule/budgets
 if want molecule && [ $images_rc -eq 0 ]; then
   molecule_started=$SECONDS
   rm -f "$logs"/lane-*
-  if [ -n "${MOLECULE_SCENARIOS:-}" ]; then
+  if [ "$molecule_lanes" = named ]; then
     lanes=1
     # shellcheck disable=SC2086 # a list of names
     lane 1 $MOLECULE_SCENARIOS
-  elif [ "${MOLECULE_LANES:-2}" = 1 ]; then
+  elif [ "$molecule_lanes" = one ]; then
     lanes=1
     # shellcheck disable=SC2046 # a list of names
     lane 1 $(awk '!/^#/ && NF && $1 != "functional" {print $1}' "$budgets")
