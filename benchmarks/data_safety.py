@@ -25,8 +25,10 @@ playbooks gather no facts):
            MLflow; wait for health; compare the counts with the manifest.
 
 backup, restore and stopped alternate --repeat times on the same store (backup, both restores of
-that backup, backup, ...): medians and minima, and the ratios to the backup per pair. The per-task seconds
-of every run (ansible.posix.json callback) show where the time goes. --profile then times, on the
+that backup, backup, ...): medians and minima, and the ratios to the backup per pair. Before each
+restore into the running MLflow, Docker's health check must say healthy (untimed), as on a server
+that has been up a while. The per-task seconds of every run (ansible.posix.json callback) show where
+the time goes. --profile then times, on the
 target with its own python3 and the collection's store module_utils (plugins/module_utils/_*.py), the file
 work of a backup (create_backup) and of a restore (verify_backup, swap_in, store_info) against
 the newest backup, into a scratch store (never the live one), and MLflow's own stop and start.
@@ -215,6 +217,9 @@ def main():
             backup_s = run_playbook(target, "backup.yml", new, rows)
             name, manifest = newest_backup(target)
             restore = {**new, "mlflow_server_restore_from": name}
+            # A restore of a settled server: MLflow restarted by the upgrade or the last pair's stopped restore
+            # is "starting" until Docker's first health check (15 s), and the role waits for such an MLflow.
+            target.wait_docker_healthy()
             started_at = target.exec("docker inspect -f '{{.State.StartedAt}}' mlflow-server").stdout
             restore_s = run_playbook(target, "restore.yml", restore, rows)
             if target.exec("docker inspect -f '{{.State.StartedAt}}' mlflow-server").stdout != started_at:

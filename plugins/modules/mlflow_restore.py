@@ -15,6 +15,9 @@ description:
   - O(state=checked) only reads. It checks the backup's manifest, the sha256 of every file and
     C(PRAGMA integrity_check) of its databases, and, given O(known_revisions), whether the MLflow image
     that will serve the data knows the backup's schema revision.
+  - O(state=checked) with O(live=true) goes on, in the same run, to write a backup that passed every check into the
+    running MLflow, as O(state=live) does, when RV(live_problems) is empty and no migration is due. Otherwise it
+    only reads, and RV(written) is V(null).
   - Every state that reads a backup (V(checked), V(restored), V(loaded)) first checks that it can trust the folder,
     and reads nothing through a link. The backup folder and every folder above it must belong to root and be
     writable by root only; a sticky folder such as C(/tmp) may be above it, because there nobody but root can
@@ -62,6 +65,8 @@ attributes:
     details:
       - O(state=checked) runs in check mode too, since it only reads.
       - In check mode, O(state=restored) and O(state=loaded) fail on a backup they would refuse, with the same message.
+      - In check mode, O(state=checked) with O(live=true) checks everything and writes nothing; it reports changed when
+        it would write.
   idempotent:
     details:
       - O(state=restored) swaps the data in on every run.
@@ -74,6 +79,15 @@ options:
   backup:
     description: The backup folder. Required for O(state=checked), O(state=restored) and O(state=loaded).
     type: path
+  live:
+    description:
+      - With O(state=checked), write the backup into the running MLflow in the same run when it passed every check,
+        RV(live_problems) is empty and RV(needs_upgrade) is not set. RV(written) says what was written.
+      - Only the caller knows whether MLflow runs on the image and settings that will serve the data, and whether a
+        cache of MLflow outlives the restore; set it only then.
+    type: bool
+    default: false
+    version_added: 0.6.0
   allow_running:
     description:
       - With O(state=checked) and O(state=live), whether runs in flight that the backup does not have may end (their
@@ -211,6 +225,13 @@ live:
   returned: state is live
   type: bool
   version_added: 0.6.0
+written:
+  description:
+    - With O(state=checked) and O(live=true), what O(state=live) returns for the backup it wrote into the running
+      MLflow (C(kept), C(moved_aside), C(restored), C(counts), C(auth_counts), C(live)); V(null) when it wrote nothing.
+  returned: state is checked
+  type: dict
+  version_added: 0.6.0
 live_problems:
   description:
     - With O(state=checked) on a SQLite store, why the backup cannot be restored into the running MLflow with
@@ -297,6 +318,19 @@ def mode(module, name):
         module.fail_json(msg=f"{name} must be an octal mode such as '0666', got {value!r}.")
 
 
+def write_live(module):
+    """restore_live's result and message; a failure (after restore_live put back what it did) fails the module."""
+    p = module.params
+    try:
+        result = restore_live(p["store_dir"], p["backup"], mode(module, "artifacts_mode"), artifacts_local=not p["s3"])
+    except StoreError as error:
+        module.fail_json(msg=f"{error}. MLflow was not stopped, and the backup {p['backup']} is unchanged.")
+    result["msg"] = (
+        f"Wrote {p['backup']} into the running MLflow's {p['store_dir']}; the previous data is in {result['kept']}."
+    )
+    return result
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -318,6 +352,7 @@ def main():
             entries=dict(type="list", elements="str"),
             label=dict(type="str", default="set-aside"),
             allow_running=dict(type="bool", default=False),
+            live=dict(type="bool", default=False),
             **BACKEND_ARGUMENT_SPEC,
         ),
         required_if=[
@@ -344,13 +379,21 @@ def main():
         result["msg"] = (
             f"{p['backup']} passed every check." if result["ok"] else f"{p['backup']} {'; '.join(result['problems'])}."
         )
+        result["written"] = None
         if result["ok"]:
             result["live_problems"] = (
                 [f"the store's database is {db.NAME}, not SQLite"]
                 if db
                 else live_problems(p["store_dir"], p["backup"], p["allow_running"], artifacts_local=not p["s3"])
             )
-        module.exit_json(changed=False, **result)
+        if not (p["live"] and result["ok"] and not result["live_problems"] and not result.get("needs_upgrade")):
+            module.exit_json(changed=False, **result)
+        if module.check_mode:
+            result["msg"] = f"{p['backup']} passed every check; would write it into the running MLflow."
+            module.exit_json(changed=True, **result)
+        result["written"] = write_live(module)
+        result["msg"] = result["written"]["msg"]
+        module.exit_json(changed=True, **result)
     if p["state"] == "live":
         # Checked again here, at the moment of the change, in check mode too.
         try:
@@ -397,13 +440,7 @@ def main():
             )
             result["msg"] = f"Swapped {p['backup']} into {p['store_dir']}; the previous data is in {result['kept']}."
         elif p["state"] == "live":
-            result = restore_live(
-                p["store_dir"], p["backup"], mode(module, "artifacts_mode"), artifacts_local=not p["s3"]
-            )
-            result["msg"] = (
-                f"Wrote {p['backup']} into the running MLflow's {p['store_dir']}; the previous data is in "
-                f"{result['kept']}."
-            )
+            result = write_live(module)
         elif p["state"] == "loaded":
             result = load_backup(p["backup"], db=db, s3=s3)
             loaded = [what for what, done in ((db and db.NAME, db), ("the bucket", s3)) if done]

@@ -201,6 +201,81 @@ def test_the_module_refuses_a_live_restore_it_cannot_vouch_for_and_changes_nothi
     assert code == 0 and result["changed"]
 
 
+def test_the_check_with_live_writes_in_the_same_run_what_passed(served, backup, capsys):
+    """state=checked, live=true: the restore's one module run on the live way."""
+    from ansible_collections.mlops.mlflow.plugins.modules import mlflow_restore
+    from ansible_collections.mlops.mlflow.tests.unit.plugins.modules.store_modules import run
+
+    tracking = worker(served)
+    late = finished_run(tracking)
+    args = {"state": "checked", "live": True, "store_dir": str(served), "backup": backup}
+    # Check mode: every check, nothing written.
+    code, result = run(mlflow_restore, capsys, _ansible_check_mode=True, **args)
+    assert code == 0 and result["changed"] and result["ok"] and result["live_problems"] == []
+    assert result["written"] is None and "would write it into the running MLflow" in result["msg"]
+    assert late in {run.info.run_id for run in tracking.search_runs(["1"], "", 3)}
+    code, result = run(mlflow_restore, capsys, **args)
+    assert code == 0 and result["changed"] and result["ok"] and result["live_problems"] == []
+    written = result["written"]
+    assert written["live"] and written["kept"].startswith(str(served / "kept-before-restore-"))
+    # What it wrote, beside the manifest's counts (which the check returns).
+    assert written["counts"] == result["counts"]
+    assert late not in {run.info.run_id for run in tracking.search_runs(["1"], "", 3)}
+    tracking.engine.dispose()
+
+
+def test_the_check_with_live_only_reads_where_a_reason_speaks_against_it(served, backup, capsys):
+    """A run in flight: the check returns the reason and changes nothing, for the stopped way to restore."""
+    from ansible_collections.mlops.mlflow.plugins.modules import mlflow_restore
+    from ansible_collections.mlops.mlflow.tests.unit.plugins.modules.store_modules import run
+
+    tracking = worker(served)
+    in_flight = tracking.create_run("1", "bob", int(time.time() * 1000), [], "in-flight").info.run_id
+    tracking.engine.dispose()
+    before = _store_read.store_info(str(served))["db"]["counts"]
+    code, result = run(mlflow_restore, capsys, state="checked", live=True, store_dir=str(served), backup=backup)
+    assert code == 0 and not result["changed"] and result["ok"] and result["written"] is None
+    assert result["live_problems"] == [f"1 run(s) in flight are not in the backup ({in_flight})"]
+    assert _store_read.store_info(str(served))["db"]["counts"] == before
+    assert not [name for name in os.listdir(served) if "restore" in name]
+
+
+def test_the_check_with_live_puts_back_what_a_failed_write_did(served, backup, capsys, monkeypatch):
+    """A fault after the live databases were copied aside and mlruns/'s entries moved: all put back, and said."""
+    from ansible_collections.mlops.mlflow.plugins.modules import mlflow_restore
+    from ansible_collections.mlops.mlflow.tests.unit.plugins.modules.store_modules import run
+
+    tracking = worker(served)
+    late = finished_run(tracking)
+    tracking.engine.dispose()
+
+    def files():
+        return {str(path): path.read_bytes() for path in sorted((served / "mlruns").rglob("*")) if path.is_file()}
+
+    before = (_store_read.store_info(str(served))["db"]["counts"], files(), sorted(os.listdir(served)))
+    pages = _live.copy_pages
+    calls = []
+
+    def fail_on_the_live_database(source, dest):
+        calls.append(dest)
+        # Once: the way back writes the kept pages into the same file.
+        if dest.startswith(str(served / "db")) and len([call for call in calls if call == dest]) == 1:
+            raise sqlite3.OperationalError("disk I/O error")
+        return pages(source, dest)
+
+    monkeypatch.setattr(_live, "copy_pages", fail_on_the_live_database)
+    code, result = run(mlflow_restore, capsys, state="checked", live=True, store_dir=str(served), backup=backup)
+    assert code == 1 and "disk I/O error" in result["msg"] and "what was there before was put back" in result["msg"]
+    assert result["msg"].endswith(f"MLflow was not stopped, and the backup {backup} is unchanged.")
+    # The control: the fault came after the copies were kept.
+    assert any("kept-before-restore-" in dest for dest in calls)
+    # The database's pages are written back (its header's change counter moves), the artifacts renamed back.
+    assert (_store_read.store_info(str(served))["db"]["counts"], files(), sorted(os.listdir(served))) == before
+    tracking = worker(served)
+    assert late in {run.info.run_id for run in tracking.search_runs(["1"], "", 3)}
+    tracking.engine.dispose()
+
+
 def insert_row(path, table, **values):
     """A row of an MLflow table, its other NOT NULL columns filled with placeholders of their type."""
     conn = sqlite3.connect(path)
