@@ -28,10 +28,10 @@ backup, restore and stopped alternate --repeat times on the same store (backup, 
 that backup, backup, ...): medians and minima, and the ratios to the backup per pair. Before each
 restore into the running MLflow, Docker's health check must say healthy (untimed), as on a server
 that has been up a while. The per-task seconds of every run (ansible.posix.json callback) show where
-the time goes. --profile then times, on the
-target with its own python3 and the collection's store module_utils (plugins/module_utils/_*.py), the file
-work of a backup (create_backup) and of a restore (verify_backup, swap_in, store_info) against
-the newest backup, into a scratch store (never the live one), and MLflow's own stop and start.
+the time goes. --profile then times, on the target with its own python3 and the collection's store
+module_utils (plugins/module_utils/_*.py), the file work of a backup (create_backup) and of a
+restore (verify_backup, swap_in, store_info) against the newest backup, into a scratch store (never
+the live one), and MLflow's own stop and start.
 
 Run: .venv/bin/python benchmarks/data_safety.py [--runs 1000] [--points 100] [--artifact-mb 100] [--repeat 3]
      [--profile] [--keep]
