@@ -192,6 +192,9 @@ def test_the_module_refuses_a_live_restore_it_cannot_vouch_for_and_changes_nothi
         and result["ok"]
         and result["live_problems"] == [f"1 run(s) in flight are not in the backup ({in_flight})"]
     )
+    # The check asked to write (live=true) only reads, and returns the reason for the stopped way.
+    code, result = run(mlflow_restore, capsys, state="checked", live=True, store_dir=str(served), backup=backup)
+    assert code == 0 and not result["changed"] and result["written"] is None and len(result["live_problems"]) == 1
     code, result = run(mlflow_restore, capsys, state="live", store_dir=str(served), backup=backup)
     assert code == 1 and result["msg"].startswith(f"{backup} cannot be restored into the running MLflow: 1 run(s)")
     assert result["msg"].endswith("Restore it with MLflow stopped (state=restored). Nothing was changed.")
@@ -222,22 +225,6 @@ def test_the_check_with_live_writes_in_the_same_run_what_passed(served, backup, 
     assert written["counts"] == result["counts"]
     assert late not in {run.info.run_id for run in tracking.search_runs(["1"], "", 3)}
     tracking.engine.dispose()
-
-
-def test_the_check_with_live_only_reads_where_a_reason_speaks_against_it(served, backup, capsys):
-    """A run in flight: the check returns the reason and changes nothing, for the stopped way to restore."""
-    from ansible_collections.mlops.mlflow.plugins.modules import mlflow_restore
-    from ansible_collections.mlops.mlflow.tests.unit.plugins.modules.store_modules import run
-
-    tracking = worker(served)
-    in_flight = tracking.create_run("1", "bob", int(time.time() * 1000), [], "in-flight").info.run_id
-    tracking.engine.dispose()
-    before = _store_read.store_info(str(served))["db"]["counts"]
-    code, result = run(mlflow_restore, capsys, state="checked", live=True, store_dir=str(served), backup=backup)
-    assert code == 0 and not result["changed"] and result["ok"] and result["written"] is None
-    assert result["live_problems"] == [f"1 run(s) in flight are not in the backup ({in_flight})"]
-    assert _store_read.store_info(str(served))["db"]["counts"] == before
-    assert not [name for name in os.listdir(served) if "restore" in name]
 
 
 def test_the_check_with_live_puts_back_what_a_failed_write_did(served, backup, capsys, monkeypatch):
