@@ -306,6 +306,7 @@ def main():
                                     "recipe": run["recipe"],
                                     "plays": run["plays"],
                                     "counts": run["counts"],
+                                    "tasks": task_rows(run["json"]),
                                 }
                                 for run in phase_runs
                             ]
