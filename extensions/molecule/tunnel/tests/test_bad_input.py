@@ -424,14 +424,19 @@ def fingerprint(host, target):
     return listing
 
 
+def valid_key(case):
+    """A case's valid run: its target and its valid variables."""
+    return case[1], json.dumps(case[4], sort_keys=True)
+
+
 @pytest.fixture(scope="module")
 def outcomes(host):
     """Every case's bad run (with fingerprints around them all) and valid check run, four at a time."""
     # A directory with data that this role did not make, for the purge case.
     host.check_output("mkdir -p /srv/not-ours && echo data > /srv/not-ours/keep")
     before = {target: fingerprint(host, target) for target in ("server", "client", "onboard")}
-    # Each distinct valid run once (a client run writes a scratch copy of its own, so none repeats).
-    valid_runs = list(dict.fromkeys((case[1], json.dumps(case[4], sort_keys=True)) for case in CASES))
+    # Each distinct valid run once: the same variables for the same target give the same outcome.
+    valid_runs = list(dict.fromkeys(map(valid_key, CASES)))
     jobs = [(case[1], case[2], False) for case in CASES] + [(t, json.loads(v), True) for t, v in valid_runs]
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(lambda job: run_case(job[0], job[1], check=job[2]), jobs))
@@ -439,7 +444,7 @@ def outcomes(host):
     valid = dict(zip(valid_runs, results[len(CASES) :], strict=True))
     return {
         "bad": results[: len(CASES)],
-        "valid": [valid[(case[1], json.dumps(case[4], sort_keys=True))] for case in CASES],
+        "valid": [valid[valid_key(case)] for case in CASES],
         "before": before,
         "after": after,
     }
